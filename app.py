@@ -1,0 +1,6 @@
+"""Concierge command line: ``python app.py serve|chat|ask|report|access|db …``."""
+
+from bot.cli import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""The command line: ``python app.py COMMAND`` (also the ``concierge`` console script).
+
+Exit codes: 0 for every recorded outcome and successful operation, 2 for a usage error
+(bad arguments, empty question, unknown person, bad config file), 1 when the database or
+another service cannot be used. Errors print one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from bot.errors import ConciergeError, ConfigError, UsageError
+from bot.settings import Settings
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="concierge", description="Concierge: answers from your company's sources.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    chat = sub.add_parser("chat", help="a terminal conversation through the pipeline")
+    chat.add_argument("--as", dest="as_", metavar="EMAIL", help="ask as this person")
+
+    ask = sub.add_parser("ask", help="ask one question; the answer goes to stdout")
+    ask.add_argument("question", help="the question, in quotes")
+    ask.add_argument("--as", dest="as_", metavar="EMAIL", help="ask as this person")
+    ask.add_argument("--channel", metavar="NAME", help="answer as if posted in this channel")
+    ask.add_argument("--json", action="store_true", help="print the recorded exchange as JSON")
+
+    access = sub.add_parser("access", help="grant, revoke and inspect access")
+    asub = access.add_subparsers(dest="op", required=True, parser_class=_Parser)
+    g = asub.add_parser("grant", help="grant WHO (email, group:X, channel:X) a source or role")
+    g.add_argument("who")
+    g.add_argument("what")
+    g.add_argument("--for", dest="for_", metavar="DURATION", help="e.g. 30d, 12h, 2w")
+    g.add_argument("--because", metavar="TEXT")
+    g.add_argument("--actor", metavar="EMAIL", default="cli")
+    r = asub.add_parser("revoke", help="revoke a grant")
+    r.add_argument("who")
+    r.add_argument("what")
+    r.add_argument("--because", metavar="TEXT")
+    r.add_argument("--actor", metavar="EMAIL", default="cli")
+    lst = asub.add_parser("list", help="active grants, optionally for a person or source")
+    lst.add_argument("filter", nargs="?")
+    wc = asub.add_parser("who-can", help="who may read a source")
+    wc.add_argument("source")
+    au = asub.add_parser("audit", help="the most recent audit log rows")
+    au.add_argument("n", nargs="?", type=int, default=20)
+
+    db = sub.add_parser("db", help="database maintenance")
+    dsub = db.add_subparsers(dest="op", required=True, parser_class=_Parser)
+    dsub.add_parser("upgrade", help="apply Alembic migrations")
+    return p
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.WARNING),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        try:
+            settings = Settings()
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise UsageError(
+                f"environment variable {str(err['loc'][0]).upper()}: {err['msg']}"
+            ) from None
+        _configure_logging(settings.log_level)
+        if args.command == "db":
+            from bot.cli.commands import db_upgrade
+
+            return db_upgrade(settings)
+        if args.command == "access":
+            from bot.cli.commands import access
+
+            return access(settings, args)
+        from bot.cli.terminal import ask, chat
+
+        if args.command == "ask":
+            return ask(settings, args)
+        return chat(settings, args)
+    except (UsageError, ConfigError) as exc:
+        print(f"concierge: {exc}", file=sys.stderr)
+        return 2
+    except ConciergeError as exc:
+        print(f"concierge: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("", file=sys.stderr)
+        return 130
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    sys.exit(run(argv))

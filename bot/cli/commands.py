@@ -1,0 +1,71 @@
+"""``db`` and ``access`` commands."""
+
+from __future__ import annotations
+
+import argparse
+
+from bot.cli.output import out
+from bot.config import load_config
+from bot.core.admin import AccessAdmin, format_time, parse_duration
+from bot.errors import UsageError
+from bot.settings import Settings
+from bot.store.db import Store, make_engine, upgrade
+
+
+def db_upgrade(settings: Settings) -> int:
+    engine = make_engine(settings.effective_database_url)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+    out(f"database at {engine.url.render_as_string(hide_password=True)} is up to date")
+    return 0
+
+
+def access(settings: Settings, args: argparse.Namespace) -> int:
+    config = load_config(settings.concierge_config)
+    store = Store.open(settings.effective_database_url)
+    admin = AccessAdmin(store, config)
+    try:
+        if args.op in ("grant", "revoke"):
+            actor = args.actor.strip().lower()
+            if actor != "cli" and "@" not in actor:
+                raise UsageError("--actor is an email address")
+            if args.op == "grant":
+                duration = parse_duration(args.for_) if args.for_ else None
+                result = admin.grant(
+                    actor=actor,
+                    who=args.who,
+                    what=args.what,
+                    duration=duration,
+                    reason=args.because,
+                )
+            else:
+                result = admin.revoke(
+                    actor=actor, who=args.who, what=args.what, reason=args.because
+                )
+            out(result.message)
+        elif args.op == "list":
+            rows = admin.list_grants(args.filter)
+            if not rows:
+                out("No active grants" + (f" for {args.filter}." if args.filter else "."))
+            for g in rows:
+                until = f", until {format_time(g.expires_at)}" if g.expires_at else ""
+                why = f", because {g.reason}" if g.reason else ""
+                out(f"#{g.id} {g.principal} -> {g.target} (by {g.granted_by}{until}{why})")
+        elif args.op == "who-can":
+            for line in admin.who_can(args.source):
+                out(line)
+        elif args.op == "audit":
+            events = admin.audit_log(args.n)
+            if not events:
+                out("The audit log is empty.")
+            for a in events:
+                why = f" because {a.reason}" if a.reason else ""
+                out(
+                    f"{format_time(a.at)} {a.actor} {a.action} {a.target or ''} "
+                    f"{a.subject or ''}{why}".rstrip()
+                )
+        return 0
+    finally:
+        store.close()

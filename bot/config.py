@@ -1,0 +1,325 @@
+"""The workspace config file (YAML), validated by pydantic.
+
+A bad file is refused at start with one line naming the file, the field path and the problem.
+Relative paths in the file are resolved against the file's own folder.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from bot.errors import ConfigError
+
+EMAIL_RE = re.compile(r"^[^@\s:]+@[^@\s:]+\.[^@\s:]+$")
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+DataClass = Literal["public", "internal", "confidential"]
+DATA_CLASSES: tuple[DataClass, ...] = ("public", "internal", "confidential")
+SOURCE_KINDS = ("docs",)
+
+
+def normalise_reader(entry: str) -> str:
+    """Turn a config reader (``everyone``, ``role:x``, ``group:x``, ``channel:x``, an email)
+    into a principal token (``everyone``, ``role:x``, ``group:x``, ``channel:x``, ``user:email``).
+    """
+    value = entry.strip()
+    low = value.lower()
+    if low == "everyone":
+        return "everyone"
+    for prefix in ("role:", "group:", "channel:"):
+        if low.startswith(prefix):
+            name = low[len(prefix) :].lstrip("#@").strip()
+            if not name:
+                raise ValueError(f"{entry!r} names no {prefix[:-1]}")
+            return prefix + name
+    if EMAIL_RE.match(value):
+        return "user:" + low
+    raise ValueError(
+        f"{entry!r} is not a reader: use everyone, role:NAME, group:NAME or an email address"
+    )
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Person(_Strict):
+    email: str
+    groups: tuple[str, ...] = ()
+    guest: bool = False
+    name: str | None = None
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        if not EMAIL_RE.match(value.strip()):
+            raise ValueError(f"{value!r} is not an email address")
+        return value.strip().lower()
+
+    @field_validator("groups")
+    @classmethod
+    def _groups(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(g.strip().lower().removeprefix("group:") for g in value)
+
+
+class Role(_Strict):
+    members: tuple[str, ...] = ()
+    description: str | None = None
+
+    @field_validator("members")
+    @classmethod
+    def _members(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        out = []
+        for entry in value:
+            token = normalise_reader(entry)
+            if not token.startswith(("user:", "group:")):
+                raise ValueError(f"{entry!r}: role members are emails or group:NAME")
+            out.append(token)
+        return tuple(out)
+
+
+class Source(BaseModel):
+    """One source of passages. Kind-specific settings (``path`` for docs, …) are extra keys."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str
+    kind: str
+    readers: Literal["everyone"] | tuple[str, ...]
+    data_class: DataClass = "internal"
+    owner: str | None = None
+    review: Literal["required", "none"] = "none"
+    title: str | None = None
+    description: str | None = None
+    timeout_s: float = Field(default=2.0, gt=0, le=60)
+    requestable: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not NAME_RE.match(value):
+            raise ValueError(
+                f"{value!r}: a source name is lowercase letters, digits, '.', '_' or '-'"
+            )
+        return value
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, value: str) -> str:
+        if value not in SOURCE_KINDS:
+            raise ValueError(f"unknown kind {value!r}; known kinds: {', '.join(SOURCE_KINDS)}")
+        return value
+
+    @field_validator("readers", mode="before")
+    @classmethod
+    def _readers(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("a source must state its readers (everyone or a list)")
+        if isinstance(value, str):
+            if value.strip().lower() == "everyone":
+                return "everyone"
+            value = [value]
+        if isinstance(value, list | tuple):
+            if not value:
+                raise ValueError("an empty readers list would hide the source from everyone")
+            tokens = tuple(normalise_reader(str(v)) for v in value)
+            return "everyone" if "everyone" in tokens else tokens
+        raise ValueError("readers must be 'everyone' or a list")
+
+    @field_validator("owner")
+    @classmethod
+    def _owner(cls, value: str | None) -> str | None:
+        if value is not None and not EMAIL_RE.match(value.strip()):
+            raise ValueError(f"{value!r} is not an email address")
+        return value.strip().lower() if value else None
+
+    @property
+    def reader_tokens(self) -> frozenset[str]:
+        return frozenset(["everyone"]) if self.readers == "everyone" else frozenset(self.readers)
+
+    @property
+    def is_public(self) -> bool:
+        return self.readers == "everyone"
+
+    def setting(self, key: str, default: Any = None) -> Any:
+        """A kind-specific setting (the extra keys of the source entry)."""
+        extra = self.model_extra or {}
+        return extra.get(key, default)
+
+
+class Price(_Strict):
+    input: float = Field(default=0.0, ge=0)
+    output: float = Field(default=0.0, ge=0)
+
+
+class ModelSpec(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str
+    provider: Literal["offline", "openai", "anthropic"]
+    model: str | None = None
+    base_url: str | None = None
+    price: Price = Price()
+    data_classes: tuple[DataClass, ...] | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _needs_model(self) -> ModelSpec:
+        if self.provider != "offline" and not self.model:
+            raise ValueError(f"model {self.name!r}: provider {self.provider} needs 'model'")
+        return self
+
+    @property
+    def accepted_classes(self) -> frozenset[str]:
+        if self.data_classes is not None:
+            return frozenset(self.data_classes)
+        if self.provider == "offline":
+            return frozenset(DATA_CLASSES)
+        return frozenset({"public", "internal"})
+
+
+class Routing(_Strict):
+    chain: tuple[str, ...] = ()
+    first_token_timeout_s: float = Field(default=4.0, gt=0)
+    hedge_after_s: float | None = Field(default=1.5, gt=0)
+    total_timeout_s: float = Field(default=60.0, gt=0)
+
+
+class Limits(_Strict):
+    questions_per_minute: int = Field(default=20, ge=1)
+    max_question_chars: int = Field(default=4000, ge=100)
+
+
+class Retrieval(_Strict):
+    top_k: int = Field(default=6, ge=1, le=50)
+    history_turns: int = Field(default=4, ge=0, le=50)
+
+
+class WorkspaceConfig(_Strict):
+    """The validated config file. ``path`` is where it was read from."""
+
+    name: str = "workspace"
+    admins: tuple[str, ...] = ()
+    owners: tuple[str, ...] = ()
+    people: tuple[Person, ...] = ()
+    roles: dict[str, Role] = {}
+    sources: tuple[Source, ...]
+    models: tuple[ModelSpec, ...] = (ModelSpec(name="offline", provider="offline"),)
+    routing: Routing = Routing()
+    limits: Limits = Limits()
+    retrieval: Retrieval = Retrieval()
+    default_person: str | None = None
+    path: Path = Path(".")
+
+    @field_validator("admins", "owners")
+    @classmethod
+    def _emails(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for v in value:
+            if not EMAIL_RE.match(v.strip()):
+                raise ValueError(f"{v!r} is not an email address")
+        return tuple(v.strip().lower() for v in value)
+
+    @field_validator("roles")
+    @classmethod
+    def _role_names(cls, value: dict[str, Role]) -> dict[str, Role]:
+        return {k.strip().lower(): v for k, v in value.items()}
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> WorkspaceConfig:
+        seen: set[str] = set()
+        for s in self.sources:
+            if s.name in seen:
+                raise ValueError(f"source name {s.name!r} is used twice")
+            seen.add(s.name)
+            for token in s.reader_tokens:
+                if token.startswith("role:") and token[5:] not in self.roles:
+                    raise ValueError(f"source {s.name!r} reads role {token[5:]!r}, not in roles")
+        emails = [p.email for p in self.people]
+        dupes = {e for e in emails if emails.count(e) > 1}
+        if dupes:
+            raise ValueError(f"person {sorted(dupes)[0]!r} is listed twice in people")
+        names = [m.name for m in self.models]
+        if len(set(names)) != len(names):
+            raise ValueError("model names must be unique")
+        for link in self.routing.chain:
+            if link not in names:
+                raise ValueError(f"routing.chain names {link!r}, which is not in models")
+        return self
+
+    def source(self, name: str) -> Source | None:
+        return next((s for s in self.sources if s.name == name), None)
+
+    def model_spec(self, name: str) -> ModelSpec | None:
+        return next((m for m in self.models if m.name == name), None)
+
+    @property
+    def chain(self) -> tuple[str, ...]:
+        """The routing chain; the offline model always ends it (an answer is always possible)."""
+        chain = list(self.routing.chain or [m.name for m in self.models])
+        offline = [m.name for m in self.models if m.provider == "offline"]
+        if not set(offline) & set(chain):
+            chain.append(offline[0] if offline else "offline")
+        return tuple(chain)
+
+    def resolve(self, relative: str | Path) -> Path:
+        """A path from the file, relative to the file's own folder."""
+        p = Path(relative).expanduser()
+        return p if p.is_absolute() else (self.path.parent / p).resolve()
+
+
+def _field_path(loc: tuple[Any, ...], data: Any) -> str:
+    """``sources[2].readers`` from pydantic's loc, using source names where helpful."""
+    parts: list[str] = []
+    node = data
+    for item in loc:
+        if isinstance(item, int):
+            label = f"[{item}]"
+            if isinstance(node, list) and item < len(node) and isinstance(node[item], dict):
+                name = node[item].get("name") or node[item].get("email")
+                if name:
+                    label = f"[{item}] ({name})"
+            parts.append(label)
+            node = node[item] if isinstance(node, list) and item < len(node) else None
+        else:
+            key = str(item)
+            if key in {"literal['everyone']", "tuple[str, ...]"} or "[" in key:
+                continue
+            parts.append(("." if parts else "") + key)
+            node = node.get(key) if isinstance(node, dict) else None
+    return "".join(parts) or "(top level)"
+
+
+def load_config(path: Path) -> WorkspaceConfig:
+    """Read and validate the config file, or raise ConfigError with one readable line."""
+    path = Path(path).expanduser()
+    where = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {where} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {where} cannot be read: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise ConfigError(f"config file {where}: invalid YAML{at}: {problem}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {where}: expected a mapping of keys at the top level")
+    data = {k: v for k, v in data.items() if k != "path"}
+    try:
+        config = WorkspaceConfig.model_validate({**data, "path": path.resolve()})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = _field_path(tuple(err["loc"]), data)
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        more = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
+        raise ConfigError(f"config file {where}: {field}: {msg}{more}") from None
+    return config

@@ -1,0 +1,233 @@
+"""Access administration: grant, revoke, list, who-can and audit.
+
+The same operations back ``app.py access`` (a trusted shell operator, audited as ``cli``)
+and, later, the ``/concierge access`` slash command (where the actor must be an admin).
+Every change and every refused attempt is written to the append-only audit log.
+Functions are synchronous database work: async callers use ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from bot.config import EMAIL_RE, WorkspaceConfig, normalise_reader
+from bot.core.access import source_token
+from bot.errors import UsageError
+from bot.store import repo
+from bot.store.db import Store
+from bot.store.models import AuditEvent, Grant, utcnow
+
+DURATION_RE = re.compile(r"^\s*(\d{1,4})\s*(m|min|h|d|w)\s*$", re.IGNORECASE)
+UNITS = {"m": "minutes", "min": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+MAX_REASON = 500
+MAX_DURATION = timedelta(days=366)
+
+
+class NotAllowed(UsageError):
+    """A non-admin tried an admin operation (the attempt is audited)."""
+
+
+def parse_duration(text: str) -> timedelta:
+    m = DURATION_RE.match(text)
+    if not m:
+        raise UsageError(f"{text!r} is not a duration: use for example 30d, 12h, 2w or 90m")
+    value = timedelta(**{UNITS[m.group(2).lower()]: int(m.group(1))})
+    if value <= timedelta(0) or value > MAX_DURATION:
+        raise UsageError("a grant lasts between one minute and 366 days")
+    return value
+
+
+@dataclass(frozen=True)
+class Outcome:
+    message: str
+    grant: Grant | None = None
+
+
+class AccessAdmin:
+    def __init__(self, store: Store, config: WorkspaceConfig) -> None:
+        self.store = store
+        self.config = config
+
+    # -- parsing ---------------------------------------------------------------------------
+    def parse_who(self, who: str) -> str:
+        value = who.strip()
+        if value.startswith("#"):
+            value = "channel:" + value[1:]
+        if EMAIL_RE.match(value):
+            return "user:" + value.lower()
+        if value.lower().startswith(("group:", "channel:")):
+            try:
+                return normalise_reader(value)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+        raise UsageError(f"{who!r}: WHO is an email, group:NAME or channel:NAME")
+
+    def parse_what(self, what: str) -> str:
+        value = what.strip().lower()
+        if value.startswith("role:"):
+            name = value[5:]
+            if name not in self.config.roles:
+                known = ", ".join(sorted(self.config.roles)) or "none"
+                raise UsageError(f"there is no role {name!r} (roles: {known})")
+            return value
+        if self.config.source(value) is None:
+            known = ", ".join(s.name for s in self.config.sources)
+            raise UsageError(f"there is no source {what!r} (sources: {known})")
+        return value
+
+    @staticmethod
+    def _reason(reason: str | None) -> str | None:
+        if reason is None:
+            return None
+        reason = " ".join(reason.split())
+        if len(reason) > MAX_REASON:
+            raise UsageError(f"the reason is {len(reason)} characters; keep it under {MAX_REASON}")
+        return reason or None
+
+    # -- checks ----------------------------------------------------------------------------
+    def is_admin(self, actor: str) -> bool:
+        return actor.lower() in self.config.admins
+
+    def require_admin(self, actor: str, operation: str, target: str | None = None) -> None:
+        """Refuse (and audit the refusal) unless ``actor`` is an admin."""
+        if self.is_admin(actor):
+            return
+        with self.store.session() as s:
+            repo.audit(
+                s,
+                actor=actor,
+                action="refused",
+                target=target,
+                subject=operation,
+                reason="not an admin",
+            )
+        raise NotAllowed(f"Only admins can {operation}. Admins: {', '.join(self.config.admins)}.")
+
+    # -- operations ------------------------------------------------------------------------
+    def grant(
+        self,
+        *,
+        actor: str,
+        who: str,
+        what: str,
+        duration: timedelta | None = None,
+        reason: str | None = None,
+    ) -> Outcome:
+        principal = self.parse_who(who)
+        target = self.parse_what(what)
+        why = self._reason(reason)
+        expires = utcnow() + duration if duration else None
+        with self.store.session() as s:
+            existing = repo.find_active_grant(s, principal, target)
+            if existing is not None:
+                repo.revoke_grant(s, existing, actor=actor)
+            grant = repo.add_grant(
+                s, principal=principal, target=target, actor=actor, reason=why, expires_at=expires
+            )
+            repo.audit(
+                s,
+                actor=actor,
+                action="grant",
+                target=principal,
+                subject=target,
+                reason=why,
+                details={
+                    "grant_id": grant.id,
+                    "expires_at": expires.isoformat() if expires else None,
+                    "replaces": existing.id if existing else None,
+                },
+            )
+        until = f" until {expires:%Y-%m-%d %H:%M} UTC" if expires else ""
+        return Outcome(f"Granted {_label(target)} to {_label(principal)}{until}.", grant)
+
+    def revoke(self, *, actor: str, who: str, what: str, reason: str | None = None) -> Outcome:
+        principal = self.parse_who(who)
+        target = self.parse_what(what)
+        why = self._reason(reason)
+        with self.store.session() as s:
+            existing = repo.find_active_grant(s, principal, target)
+            if existing is None:
+                hint = self._config_hint(principal, target)
+                raise UsageError(
+                    f"{_label(principal)} has no active grant of {_label(target)}.{hint}"
+                )
+            repo.revoke_grant(s, existing, actor=actor)
+            repo.audit(
+                s,
+                actor=actor,
+                action="revoke",
+                target=principal,
+                subject=target,
+                reason=why,
+                details={"grant_id": existing.id},
+            )
+        return Outcome(f"Revoked {_label(target)} from {_label(principal)}.", existing)
+
+    def _config_hint(self, principal: str, target: str) -> str:
+        if target.startswith("role:"):
+            role = self.config.roles.get(target[5:])
+            if role and principal in role.members:
+                return " Their membership comes from the config file; change it there."
+            return ""
+        source = self.config.source(target)
+        if source and (source.is_public or principal in source.reader_tokens):
+            return " Their access comes from the config file's readers; change it there."
+        return ""
+
+    def list_grants(self, filter_: str | None = None) -> list[Grant]:
+        with self.store.session() as s:
+            rows = repo.active_grants(s)
+        if not filter_:
+            return rows
+        value = filter_.strip()
+        if self.config.source(value.lower()) or value.lower().startswith("role:"):
+            target = self.parse_what(value)
+            return [g for g in rows if g.target == target]
+        principal = self.parse_who(value)
+        return [g for g in rows if g.principal == principal]
+
+    def who_can(self, source_name: str) -> list[str]:
+        """Lines describing who may read a source: config readers, then grants."""
+        target = self.parse_what(source_name)
+        if target.startswith("role:"):
+            raise UsageError("who-can takes a source name")
+        source = self.config.source(target)
+        assert source is not None
+        lines: list[str] = []
+        if source.is_public:
+            lines.append("everyone (config), guests included")
+        else:
+            for token in sorted(source.reader_tokens):
+                lines.append(f"{_label(token)} (config)")
+                if token.startswith("role:"):
+                    role = self.config.roles[token[5:]]
+                    lines.extend(f"  member: {_label(m)}" for m in role.members)
+        with self.store.session() as s:
+            grants = repo.active_grants(s)
+        roles = {t for t in source.reader_tokens if t.startswith("role:")}
+        for g in grants:
+            if g.target == target or g.target in roles:
+                until = f" until {repo.as_utc(g.expires_at):%Y-%m-%d}" if g.expires_at else ""
+                via = "" if g.target == target else f" via {g.target}"
+                lines.append(f"{_label(g.principal)} (grant #{g.id}{via}{until})")
+        return lines
+
+    def audit_log(self, limit: int = 20) -> list[AuditEvent]:
+        if limit < 1 or limit > 10_000:
+            raise UsageError("audit shows between 1 and 10000 rows")
+        with self.store.session() as s:
+            return repo.recent_audit(s, limit)
+
+    def source_grant_token(self, name: str) -> str:
+        return source_token(name)
+
+
+def _label(token: str) -> str:
+    return token[5:] if token.startswith("user:") else token
+
+
+def format_time(value: datetime | None) -> str:
+    v = repo.as_utc(value)
+    return f"{v:%Y-%m-%d %H:%M} UTC" if v else "never"

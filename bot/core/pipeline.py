@@ -1,0 +1,241 @@
+"""The question pipeline: identity -> limits -> access -> retrieve -> prompt -> generate ->
+emit -> record. Slack-free and async; a front end builds a Question and a Sink and calls
+``Pipeline.ask``. Every question that reaches ``ask`` is recorded exactly once, whatever
+happens on the way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from bot.config import WorkspaceConfig
+from bot.core.access import AccessDecision, AccessPolicy, ActiveGrant
+from bot.core.generate import Generation, ModelRouter
+from bot.core.identity import IdentityResolver, UnknownPerson
+from bot.core.limits import RateLimiter
+from bot.core.prompts import PromptTemplate
+from bot.core.retrieve import Retrieval, Retriever
+from bot.core.sinks import Sink
+from bot.core.types import Asker, ExchangeResult, Question
+
+log = logging.getLogger("concierge.pipeline")
+
+CITATION = re.compile(r"\[(\d+)\]")
+PRIVATE_NOTE = (
+    "A fuller answer is available privately from sources only you can see: "
+    "ask me in a direct message."
+)
+
+
+@dataclass
+class PipelineDeps:
+    config: WorkspaceConfig
+    identity: IdentityResolver
+    limiter: RateLimiter
+    policy: AccessPolicy
+    grants: Callable[[], Awaitable[list[ActiveGrant]]]
+    retriever: Retriever
+    prompt: PromptTemplate
+    router: ModelRouter
+    recorder: Callable[[ExchangeResult], Awaitable[None]]
+
+
+class Pipeline:
+    def __init__(self, deps: PipelineDeps) -> None:
+        self.deps = deps
+
+    async def ask(self, question: Question, sink: Sink) -> ExchangeResult:
+        started = question.received_at
+        result = ExchangeResult(
+            exchange_id=str(uuid.uuid4()),
+            asker=question.asker_ref,
+            asker_ref=question.asker_ref,
+            question=question.text,
+            surface=question.surface,
+            channel=question.audience.channel,
+            thread=question.thread,
+            audience=question.audience.label,
+            prompt_name=self.deps.prompt.name,
+            prompt_version=self.deps.prompt.version,
+            request_key=question.request_key,
+        )
+        first_chunk: list[float] = []
+
+        async def emit(text: str) -> None:
+            if not first_chunk:
+                first_chunk.append(time.perf_counter())
+            await sink.write(text)
+
+        try:
+            await self._run(question, result, emit, sink)
+        except asyncio.CancelledError:
+            result.outcome = "failed"
+            result.error = "cancelled"
+            raise
+        except Exception as exc:
+            log.exception("exchange %s failed", result.exchange_id)
+            result.outcome = "failed"
+            result.error = exc.__class__.__name__
+            if not first_chunk:
+                result.answer = "Sorry, something went wrong while answering. It has been logged."
+                await emit(result.answer)
+        finally:
+            end = time.perf_counter()
+            result.ttft_ms = (first_chunk[0] - started) * 1000 if first_chunk else None
+            result.total_ms = (end - started) * 1000
+            await asyncio.shield(self._record(result))
+        await sink.close(result)
+        return result
+
+    async def _record(self, result: ExchangeResult) -> None:
+        try:
+            await self.deps.recorder(result)
+        except Exception:
+            log.exception("could not record exchange %s", result.exchange_id)
+            raise
+
+    async def _refuse(
+        self,
+        result: ExchangeResult,
+        emit: Callable[[str], Awaitable[None]],
+        message: str,
+        reason: str,
+    ) -> None:
+        result.outcome = "refused"
+        result.error = reason
+        result.answer = message
+        await emit(message)
+
+    async def _run(
+        self,
+        question: Question,
+        result: ExchangeResult,
+        emit: Callable[[str], Awaitable[None]],
+        sink: Sink,
+    ) -> None:
+        cfg = self.deps.config
+        # 1 identity
+        try:
+            asker: Asker = await self.deps.identity.resolve(question.asker_ref)
+        except UnknownPerson as exc:
+            await self._refuse(result, emit, f"I don't know who you are: {exc}", "unknown_person")
+            return
+        result.asker = asker.email
+        # 2 limits
+        text = question.text.strip()
+        if len(text) > cfg.limits.max_question_chars:
+            result.question = (
+                text[: cfg.limits.max_question_chars] + f" … [truncated from {len(text)} chars]"
+            )
+            await self._refuse(
+                result,
+                emit,
+                f"Your question is {len(text):,} characters long; the limit is "
+                f"{cfg.limits.max_question_chars:,}. Please shorten it and ask again.",
+                "too_long",
+            )
+            return
+        decision = await self.deps.limiter.check(asker.email)
+        if not decision.allowed:
+            await self._refuse(
+                result,
+                emit,
+                "You're asking faster than I can keep up with. Please try again in "
+                f"{max(1, round(decision.retry_after_s))} seconds.",
+                "rate_limited",
+            )
+            return
+        # 3 access
+        grants = await self.deps.grants()
+        access: AccessDecision = self.deps.policy.decide(asker, question.audience, grants)
+        if not access.readable:
+            await self._refuse(
+                result,
+                emit,
+                "You don't have access to any sources yet. Ask an admin for access.",
+                "no_access",
+            )
+            return
+        # 4 retrieve
+        query = " ".join([*(t.question for t in question.history[-1:]), text])
+        found: Retrieval = await self.deps.retriever.retrieve(
+            query=query, access=access, audience=question.audience, k=cfg.retrieval.top_k
+        )
+        result.sources_searched = found.searched
+        result.sources_withheld = found.withheld_sources
+        result.private_answer_available = bool(found.withheld)
+        result.notices.extend(found.failures)
+        if found.failed_sources:
+            result.error = "sources unavailable: " + ", ".join(found.failed_sources)
+        # 5 prompt
+        history = (
+            question.history[-cfg.retrieval.history_turns :] if cfg.retrieval.history_turns else ()
+        )
+        system, user = self.deps.prompt.render(
+            question=text, passages=found.passages, history=history, workspace=cfg.name
+        )
+        # 6 generate + 7 emit
+        gen = Generation()
+        classes = {p.data_class for p in found.passages}
+        # With nothing to answer from, only the free offline model is asked (it says so).
+        router = self.deps.router if found.passages else self.deps.router.last_resort()
+        async for piece in router.stream(
+            system=system,
+            user=user,
+            data_classes=classes,
+            result=gen,
+            status=sink.status,
+            started=question.received_at,
+        ):
+            await emit(piece)
+        answer = gen.text
+        if not gen.complete and gen.text:
+            note = "\n\n(The answer was cut off: the model stopped before finishing.)"
+            answer += note
+            await emit(note)
+        if result.notices:
+            note = (
+                "\n\n(Note: " + "; ".join(result.notices) + ", so this answer may be incomplete.)"
+            )
+            answer += note
+            await emit(note)
+        if result.private_answer_available:
+            note = f"\n\n_{PRIVATE_NOTE}_"
+            answer += note
+            await emit(note)
+        result.answer = answer
+        result.model = gen.model
+        result.models_tried = gen.models_tried
+        result.attempts = gen.attempts
+        result.input_tokens = sum(a.input_tokens for a in gen.attempts)
+        result.output_tokens = sum(a.output_tokens for a in gen.attempts)
+        result.tokens_estimated = any(a.tokens_estimated for a in gen.attempts)
+        result.cost_usd = sum(a.cost_usd for a in gen.attempts)
+        cited = sorted({int(n) for n in CITATION.findall(gen.text)})
+        chosen = [found.passages[n - 1] for n in cited if 0 < n <= len(found.passages)]
+        if not chosen and not gen.no_answer:
+            chosen = list(found.passages)
+        numbers = cited if cited and chosen else list(range(1, len(chosen) + 1))
+        for n, p in zip(numbers, chosen, strict=False):
+            result.sources.append({"ref": n, **p.citation(), "location": p.location})
+        if gen.complete:
+            if gen.no_answer or not found.passages:
+                result.outcome = "no_answer"
+                result.sources = []
+            else:
+                result.outcome = "answered"
+        elif gen.text:
+            result.outcome = "incomplete"
+            result.error = gen.error
+        else:
+            result.outcome = "failed"
+            result.error = gen.error or "no model could answer"
+            msg = "Sorry, no model could answer right now. Please try again in a minute."
+            result.answer = msg
+            await emit(msg)

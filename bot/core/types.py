@@ -1,0 +1,161 @@
+"""Plain data passed along the pipeline. No behaviour beyond small conveniences."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Outcome = Literal["answered", "refused", "no_answer", "incomplete", "failed", "pending_review"]
+OUTCOMES: tuple[Outcome, ...] = (
+    "answered",
+    "refused",
+    "no_answer",
+    "incomplete",
+    "failed",
+    "pending_review",
+)
+AudienceKind = Literal["private", "channel"]
+
+
+@dataclass(frozen=True)
+class Asker:
+    """Who is asking, as resolved by the identity step."""
+
+    email: str
+    groups: frozenset[str] = frozenset()
+    guest: bool = False
+    name: str | None = None
+    ref: str | None = None  # the front end's own id (a Slack user id), if any
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Who will be able to read the answer besides the asker.
+
+    ``private``: only the asker (a DM, the terminal). ``channel``: a public channel or a shared
+    thread, where only what every reader may see can be used.
+    """
+
+    kind: AudienceKind = "private"
+    channel: str | None = None
+
+    @property
+    def is_private(self) -> bool:
+        return self.kind == "private"
+
+    @property
+    def principals(self) -> frozenset[str]:
+        """What every reader of a channel is known to hold."""
+        if self.channel:
+            return frozenset({"everyone", f"channel:{self.channel}"})
+        return frozenset({"everyone"})
+
+    @property
+    def label(self) -> str:
+        return "private" if self.is_private else f"channel:{self.channel}"
+
+
+@dataclass(frozen=True)
+class Turn:
+    """An earlier turn of the same thread, as the audience saw it."""
+
+    question: str
+    answer: str
+
+
+@dataclass(frozen=True)
+class Question:
+    text: str
+    asker_ref: str  # email for the terminal; a Slack user id in Slack
+    audience: Audience = Audience()
+    surface: str = "cli"
+    history: tuple[Turn, ...] = ()
+    thread: str | None = None
+    request_key: str | None = None  # de-duplication key from the front end
+    received_at: float = field(default_factory=time.perf_counter)
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A piece of a source, with everything needed to cite it and to check who may see it."""
+
+    source: str
+    title: str
+    uri: str
+    text: str
+    score: float = 0.0
+    readers: tuple[str, ...] = ("*",)  # "*" = the source's own readers
+    location: str = ""
+    updated: str | None = None
+    section: str | None = None
+    data_class: str = "internal"
+
+    def visible_to(self, principals: frozenset[str]) -> bool:
+        """Front matter can only narrow: "*" inherits the source's readers."""
+        return "*" in self.readers or bool(principals.intersection(self.readers))
+
+    def citation(self) -> dict[str, str]:
+        return {"source": self.source, "title": self.title, "uri": self.uri}
+
+
+@dataclass
+class Attempt:
+    """One model call within an exchange."""
+
+    model: str
+    outcome: str = "started"  # answered | failed | skipped | timeout | cancelled | incomplete
+    started_ms: float = 0.0
+    first_token_ms: float | None = None
+    ended_ms: float | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    tokens_estimated: bool = False
+    cost_usd: float = 0.0
+    error: str | None = None
+    no_answer: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ExchangeResult:
+    """What happened to one question; recorded as one Exchange row and printed by ``--json``."""
+
+    exchange_id: str
+    asker: str
+    question: str
+    answer: str = ""
+    outcome: Outcome = "failed"
+    sources: list[dict[str, object]] = field(default_factory=list)
+    sources_withheld: list[str] = field(default_factory=list)
+    sources_searched: list[str] = field(default_factory=list)
+    private_answer_available: bool = False
+    model: str | None = None
+    models_tried: list[str] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    tokens_estimated: bool = False
+    cost_usd: float = 0.0
+    ttft_ms: float | None = None
+    total_ms: float = 0.0
+    prompt_name: str = ""
+    prompt_version: str = ""
+    surface: str = "cli"
+    channel: str | None = None
+    thread: str | None = None
+    audience: str = "private"
+    error: str | None = None
+    request_key: str | None = None
+    asker_ref: str | None = None
+    notices: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["attempts"] = [a.as_dict() for a in self.attempts]
+        data["cost_usd"] = round(self.cost_usd, 8)
+        data["ttft_ms"] = None if self.ttft_ms is None else round(self.ttft_ms, 2)
+        data["total_ms"] = round(self.total_ms, 2)
+        return data

@@ -1,0 +1,120 @@
+"""Builds the running system from settings: config, store, connectors, models, pipeline.
+
+Front ends (the command line, the Slack adapter, tests) call ``build_runtime`` once and pass
+the result down; nothing else constructs services or reads the environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from bot.config import WorkspaceConfig, load_config
+from bot.core.access import AccessPolicy, ActiveGrant
+from bot.core.generate import ModelRouter, RouterTimings
+from bot.core.identity import DirectoryResolver, IdentityResolver
+from bot.core.limits import LocalRateLimiter, RateLimiter, RedisRateLimiter
+from bot.core.models import build_registry
+from bot.core.pipeline import Pipeline, PipelineDeps
+from bot.core.prompts import load_prompt
+from bot.core.retrieve import Retriever
+from bot.core.types import ExchangeResult
+from bot.settings import Settings
+from bot.store import repo
+from bot.store.db import Store
+from connectors.base import Connector, ConnectorContext
+from connectors.registry import build_connectors
+
+log = logging.getLogger("concierge")
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    config: WorkspaceConfig
+    store: Store
+    connectors: dict[str, Connector]
+    directory: DirectoryResolver
+    policy: AccessPolicy
+    pipeline: Pipeline
+    warnings: list[str]
+
+    async def grants(self) -> list[ActiveGrant]:
+        return await asyncio.to_thread(self._grants)
+
+    def _grants(self) -> list[ActiveGrant]:
+        with self.store.session() as s:
+            return repo.active_grant_pairs(s)
+
+    async def record(self, result: ExchangeResult) -> None:
+        def write() -> None:
+            with self.store.session() as s:
+                repo.record_exchange(s, result)
+
+        await asyncio.to_thread(write)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def make_limiter(settings: Settings, config: WorkspaceConfig) -> RateLimiter:
+    per_minute = config.limits.questions_per_minute
+    if settings.redis_url:
+        import redis
+
+        client = redis.Redis.from_url(settings.redis_url, socket_timeout=2)
+        return RedisRateLimiter(client, settings.redis_prefix, per_minute)
+    return LocalRateLimiter(per_minute)
+
+
+async def build_runtime(
+    settings: Settings,
+    *,
+    config: WorkspaceConfig | None = None,
+    identity: IdentityResolver | None = None,
+    prepare: bool = True,
+) -> Runtime:
+    """Everything the pipeline needs. Raises ConfigError / StoreError with a readable message."""
+    config = config or load_config(settings.concierge_config)
+    store = await asyncio.to_thread(Store.open, settings.effective_database_url)
+    context = ConnectorContext(config=config, index_dir=settings.index_dir.resolve())
+    connectors = build_connectors(context)
+    warnings: list[str] = []
+    if prepare:
+        for found in await asyncio.gather(*(c.prepare() for c in connectors.values())):
+            warnings.extend(found)
+    directory = DirectoryResolver(config)
+    policy = AccessPolicy(config)
+    registry = build_registry(config, settings)
+    router = ModelRouter(
+        [registry[name] for name in config.chain],
+        RouterTimings(
+            first_token_timeout_s=config.routing.first_token_timeout_s,
+            total_timeout_s=config.routing.total_timeout_s,
+        ),
+    )
+    runtime = Runtime(
+        settings=settings,
+        config=config,
+        store=store,
+        connectors=connectors,
+        directory=directory,
+        policy=policy,
+        pipeline=None,  # type: ignore[arg-type]
+        warnings=warnings,
+    )
+    runtime.pipeline = Pipeline(
+        PipelineDeps(
+            config=config,
+            identity=identity or directory,
+            limiter=make_limiter(settings, config),
+            policy=policy,
+            grants=runtime.grants,
+            retriever=Retriever(connectors),
+            prompt=load_prompt("answer"),
+            router=router,
+            recorder=runtime.record,
+        )
+    )
+    return runtime

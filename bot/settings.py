@@ -1,0 +1,56 @@
+"""Environment settings, read once at start and passed down (no module reads os.environ)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot import PACKAGE_ROOT
+
+DEFAULT_CONFIG = PACKAGE_ROOT / "examples" / "acme" / "concierge.yaml"
+DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+
+
+class Settings(BaseSettings):
+    """Process settings from the environment (and a ``.env`` file in the working directory).
+
+    Secrets are ``SecretStr`` so that they never print in logs or reprs.
+    """
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    slack_bot_token: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_api_url: str = DEFAULT_SLACK_API_URL
+    database_url: str | None = None
+    redis_url: str | None = None
+    redis_prefix: str = Field(default="concierge:", alias="CONCIERGE_REDIS_PREFIX")
+    concierge_config: Path = DEFAULT_CONFIG
+    data_dir: Path = Field(default=Path("data"), alias="CONCIERGE_DATA_DIR")
+    port: int = 3000
+    log_level: str = "WARNING"
+
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    anthropic_api_key: SecretStr | None = None
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _trailing_slash(cls, value: str) -> str:
+        # slack_sdk joins base_url and method name; it needs exactly one slash between them.
+        return value.rstrip("/") + "/"
+
+    @property
+    def effective_database_url(self) -> str:
+        """DATABASE_URL, or the embedded SQLite file under the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'concierge.db').resolve()}"
+
+    @property
+    def index_dir(self) -> Path:
+        """Where derived search indexes live (local data, never in DATABASE_URL)."""
+        return self.data_dir / "index"

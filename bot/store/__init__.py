@@ -1,0 +1,1 @@
+"""Storage at the edges: typed models, migrations and small repository functions."""

@@ -1,0 +1,118 @@
+"""SQLAlchemy 2 typed models. Schema changes go through Alembic migrations only."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Exchange(Base):
+    """One question and what happened to it: the unit of audit, feedback and reporting."""
+
+    __tablename__ = "exchanges"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    request_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    asker: Mapped[str] = mapped_column(String(320))
+    asker_ref: Mapped[str | None] = mapped_column(String(64))
+    surface: Mapped[str] = mapped_column(String(20))
+    channel: Mapped[str | None] = mapped_column(String(200))
+    thread: Mapped[str | None] = mapped_column(String(200))
+    audience: Mapped[str] = mapped_column(String(20))
+    question: Mapped[str | None] = mapped_column(Text)
+    answer: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(String(20))
+    sources: Mapped[list[Any]] = mapped_column(default=list)
+    sources_withheld: Mapped[list[Any]] = mapped_column(default=list)
+    sources_searched: Mapped[list[Any]] = mapped_column(default=list)
+    prompt_name: Mapped[str] = mapped_column(String(100))
+    prompt_version: Mapped[str] = mapped_column(String(20))
+    models_tried: Mapped[list[Any]] = mapped_column(default=list)
+    attempts: Mapped[list[Any]] = mapped_column(default=list)
+    model: Mapped[str | None] = mapped_column(String(100))
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    tokens_estimated: Mapped[bool] = mapped_column(default=False)
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    ttft_ms: Mapped[float | None] = mapped_column(Float)
+    total_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        Index("ix_exchanges_created_at", "created_at"),
+        Index("ix_exchanges_asker", "asker"),
+    )
+
+
+class Feedback(Base):
+    """One vote per person per exchange; a changed vote replaces the old one."""
+
+    __tablename__ = "feedback"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    exchange_id: Mapped[str] = mapped_column(ForeignKey("exchanges.id", ondelete="CASCADE"))
+    voter: Mapped[str] = mapped_column(String(320))
+    vote: Mapped[int] = mapped_column(Integer)  # +1 or -1
+    category: Mapped[str | None] = mapped_column(String(50))
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (UniqueConstraint("exchange_id", "voter", name="uq_feedback_vote"),)
+
+
+class Grant(Base):
+    """Access given by an admin: a principal may read a source, or holds a role."""
+
+    __tablename__ = "grants"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    principal: Mapped[str] = mapped_column(String(330))  # user:x | group:x | channel:x
+    target: Mapped[str] = mapped_column(String(120))  # source name | role:NAME
+    granted_by: Mapped[str] = mapped_column(String(320))
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_by: Mapped[str | None] = mapped_column(String(320))
+
+    __table_args__ = (Index("ix_grants_principal_target", "principal", "target"),)
+
+
+class AuditEvent(Base):
+    """Append-only: the database refuses UPDATE and DELETE (triggers in the migration)."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    actor: Mapped[str] = mapped_column(String(320))
+    action: Mapped[str] = mapped_column(String(50))
+    target: Mapped[str | None] = mapped_column(String(330))
+    subject: Mapped[str | None] = mapped_column(String(330))
+    reason: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    __table_args__ = (Index("ix_audit_at", "at"),)

@@ -1,0 +1,170 @@
+"""Small repository functions, each taking the session of the unit of work it belongs to."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from bot.core.access import ActiveGrant
+from bot.core.types import ExchangeResult
+from bot.store.models import AuditEvent, Exchange, Feedback, Grant, utcnow
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """SQLite returns naive datetimes; everything we store is UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def record_exchange(session: Session, result: ExchangeResult) -> bool:
+    """Insert the exchange once. Returns False if its request key was already recorded."""
+    row = Exchange(
+        id=result.exchange_id,
+        request_key=result.request_key,
+        asker=result.asker,
+        asker_ref=result.asker_ref,
+        surface=result.surface,
+        channel=result.channel,
+        thread=result.thread,
+        audience=result.audience,
+        question=result.question,
+        answer=result.answer,
+        outcome=result.outcome,
+        sources=list(result.sources),
+        sources_withheld=list(result.sources_withheld),
+        sources_searched=list(result.sources_searched),
+        prompt_name=result.prompt_name,
+        prompt_version=result.prompt_version,
+        models_tried=list(result.models_tried),
+        attempts=[a.as_dict() for a in result.attempts],
+        model=result.model,
+        input_tokens=result.input_tokens,
+        output_tokens=result.output_tokens,
+        tokens_estimated=result.tokens_estimated,
+        cost_usd=result.cost_usd,
+        ttft_ms=result.ttft_ms,
+        total_ms=result.total_ms,
+        error=result.error,
+    )
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        if result.request_key is None:
+            raise
+        return False
+    return True
+
+
+def get_exchange(session: Session, exchange_id: str) -> Exchange | None:
+    return session.get(Exchange, exchange_id)
+
+
+def set_vote(
+    session: Session,
+    *,
+    exchange_id: str,
+    voter: str,
+    vote: int,
+    reason: str | None = None,
+    category: str | None = None,
+) -> Feedback:
+    """One vote per person per exchange: a second vote replaces the first."""
+    if vote not in (1, -1):
+        raise ValueError("vote must be +1 or -1")
+    existing = session.scalar(
+        select(Feedback).where(Feedback.exchange_id == exchange_id, Feedback.voter == voter)
+    )
+    if existing is None:
+        existing = Feedback(exchange_id=exchange_id, voter=voter, vote=vote)
+        session.add(existing)
+    existing.vote = vote
+    existing.reason = reason
+    existing.category = category
+    existing.updated_at = utcnow()
+    session.flush()
+    return existing
+
+
+def active_grants(session: Session, now: datetime | None = None) -> list[Grant]:
+    """Grants neither revoked nor expired. Expiry is compared in Python, in UTC, because
+    SQLite keeps datetimes without their zone."""
+    now = now or utcnow()
+    rows = session.scalars(select(Grant).where(Grant.revoked_at.is_(None)).order_by(Grant.id)).all()
+    return [r for r in rows if r.expires_at is None or (_aware(r.expires_at) or now) > now]
+
+
+def active_grant_pairs(session: Session) -> list[ActiveGrant]:
+    return [ActiveGrant(g.principal, g.target) for g in active_grants(session)]
+
+
+def find_active_grant(session: Session, principal: str, target: str) -> Grant | None:
+    return next(
+        (g for g in active_grants(session) if g.principal == principal and g.target == target),
+        None,
+    )
+
+
+def add_grant(
+    session: Session,
+    *,
+    principal: str,
+    target: str,
+    actor: str,
+    reason: str | None,
+    expires_at: datetime | None,
+) -> Grant:
+    grant = Grant(
+        principal=principal,
+        target=target,
+        granted_by=actor,
+        reason=reason,
+        expires_at=expires_at,
+    )
+    session.add(grant)
+    session.flush()
+    return grant
+
+
+def revoke_grant(session: Session, grant: Grant, *, actor: str) -> None:
+    grant.revoked_at = utcnow()
+    grant.revoked_by = actor
+    session.flush()
+
+
+def audit(
+    session: Session,
+    *,
+    actor: str,
+    action: str,
+    target: str | None = None,
+    subject: str | None = None,
+    reason: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Append one row to the audit log (the database refuses changes to existing rows)."""
+    row = AuditEvent(
+        actor=actor,
+        action=action,
+        target=target,
+        subject=subject,
+        reason=reason,
+        details=details or {},
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def recent_audit(session: Session, limit: int = 20) -> list[AuditEvent]:
+    rows = session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)).all()
+    return list(reversed(rows))
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    return _aware(value)
