@@ -166,13 +166,21 @@ class AccessAdmin:
         return Outcome(f"Revoked {_label(target)} from {_label(principal)}.", existing)
 
     def _config_hint(self, principal: str, target: str) -> str:
+        """Explain where access comes from when there is no grant to revoke."""
+        held = {principal}
+        if principal.startswith("user:"):
+            person = next((p for p in self.config.people if p.email == principal[5:]), None)
+            if person is not None and not person.guest:
+                held |= {f"group:{g}" for g in person.groups}
+        held |= {f"role:{n}" for n, r in self.config.roles.items() if held & set(r.members)}
         if target.startswith("role:"):
-            role = self.config.roles.get(target[5:])
-            if role and principal in role.members:
-                return " Their membership comes from the config file; change it there."
-            return ""
+            return (
+                " Their membership comes from the config file; change it there."
+                if target in held
+                else ""
+            )
         source = self.config.source(target)
-        if source and (source.is_public or principal in source.reader_tokens):
+        if source and (source.is_public or held & source.reader_tokens):
             return " Their access comes from the config file's readers; change it there."
         return ""
 

@@ -1,0 +1,100 @@
+"""``app.py access``: grant, revoke, list, who-can and audit, each change audited once."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from bot.store.db import Store
+from bot.store.models import AuditEvent, Grant, utcnow
+
+
+def audit_rows(db_url: str) -> list[AuditEvent]:
+    store = Store.open(db_url)
+    try:
+        with store.session() as s:
+            return list(s.scalars(select(AuditEvent).order_by(AuditEvent.id)))
+    finally:
+        store.close()
+
+
+def test_grant_list_who_can_revoke_and_audit(cli, db_url: str) -> None:
+    r = cli(
+        "access",
+        "grant",
+        "Eve@Canary.test",
+        "finance-notes",
+        "--for",
+        "30d",
+        "--because",
+        "quarter close",
+        "--actor",
+        "ada@canary.test",
+    )
+    assert r.code == 0, r.err
+    assert "Granted finance-notes to eve@canary.test until" in r.out
+    assert cli("access", "grant", "#ops", "runbooks").code == 0
+    listed = cli("access", "list").out
+    assert "user:eve@canary.test -> finance-notes" in listed and "channel:ops -> runbooks" in listed
+    assert "channel:ops" not in cli("access", "list", "eve@canary.test").out
+    assert "eve@canary.test" in cli("access", "list", "finance-notes").out
+    who = cli("access", "who-can", "finance-notes").out
+    assert "group:finance (config)" in who and "eve@canary.test (grant" in who
+    hr = cli("access", "who-can", "hr-policies").out
+    assert "role:hr (config)" in hr and "member: group:people-ops" in hr
+    assert (
+        cli("access", "revoke", "eve@canary.test", "finance-notes", "--because", "done").code == 0
+    )
+    assert "eve" not in cli("access", "list").out
+    events = audit_rows(db_url)
+    assert [(e.action, e.actor, e.target, e.subject, e.reason) for e in events] == [
+        ("grant", "ada@canary.test", "user:eve@canary.test", "finance-notes", "quarter close"),
+        ("grant", "cli", "channel:ops", "runbooks", None),
+        ("revoke", "cli", "user:eve@canary.test", "finance-notes", "done"),
+    ]
+    assert all(e.at is not None for e in events)
+    shown = cli("access", "audit", "2").out.strip().splitlines()
+    assert len(shown) == 2 and "revoke" in shown[-1]
+
+
+def test_an_expired_grant_stops_working_on_time(cli, db_url: str) -> None:
+    q = "Who approves expenses above 1,000 EUR, directors or the CFO?"
+    cli("access", "grant", "maya@canary.test", "finance-notes", "--for", "1h")
+    assert "CANARY-FIN-5D1" in cli("ask", q, "--as", "maya@canary.test").out
+    store = Store.open(db_url)
+    try:
+        with store.session() as s:
+            s.execute(update(Grant).values(expires_at=utcnow() - timedelta(seconds=1)))
+    finally:
+        store.close()
+    assert "CANARY-FIN-5D1" not in cli("ask", q, "--as", "maya@canary.test").out
+    assert "No active grants" in cli("access", "list").out
+
+
+def test_bad_access_input_changes_nothing(cli, db_url: str) -> None:
+    cases = [
+        (["grant", "eve@canary.test", "nope"], "no source 'nope'"),
+        (["grant", "eve@canary.test", "role:ghost"], "no role 'ghost'"),
+        (["grant", "someone", "handbook"], "WHO is an email"),
+        (["grant", "eve@canary.test", "runbooks", "--for", "forever"], "not a duration"),
+        (["grant", "eve@canary.test", "runbooks", "--for", "999d"], "366 days"),
+        (["grant", "eve@canary.test", "runbooks", "--because", "x" * 5000], "under 500"),
+        (["revoke", "eve@canary.test", "runbooks"], "config file's readers"),
+        (["revoke", "maya@canary.test", "runbooks"], "no active grant"),
+        (["who-can", "role:hr"], "who-can takes a source"),
+    ]
+    for argv, message in cases:
+        r = cli("access", *argv)
+        assert r.code == 2, argv
+        assert message in r.err, (argv, r.err)
+    assert audit_rows(db_url) == []
+    assert "No active grants" in cli("access", "list").out
+
+
+def test_regranting_replaces_the_old_grant(cli, db_url: str) -> None:
+    cli("access", "grant", "eve@canary.test", "finance-notes", "--for", "1d")
+    cli("access", "grant", "eve@canary.test", "finance-notes")
+    listed = [line for line in cli("access", "list").out.splitlines() if line.startswith("#")]
+    assert len(listed) == 1 and "until" not in listed[0]
+    assert len(audit_rows(db_url)) == 2
