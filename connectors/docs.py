@@ -286,6 +286,8 @@ class DocsIndex:
                 time.sleep(0.05)
 
     def search(self, query: str, principals: frozenset[str], k: int) -> list[dict[str, Any]]:
+        if not self.folder.is_dir():
+            raise SourceUnavailable(f"folder {self.folder} does not exist")
         index = self._open()
         terms = content_words(query)[:48]
         if not terms:
@@ -318,6 +320,7 @@ class DocsConnector(Connector):
         )
         self._last_refresh = 0.0
         self._refresh_lock = asyncio.Lock()
+        self._refresh_task: asyncio.Task[None] | None = None
 
     async def prepare(self) -> list[str]:
         try:
@@ -326,21 +329,43 @@ class DocsConnector(Connector):
             return [f"source {self.name}: {exc}"]
         return [f"source {self.name}: {w}" for w in self.index.warnings.values()]
 
+    async def index_refresh_noop(self) -> bool:
+        """True when a forced refresh finds nothing to re-index (for benchmarks and tests)."""
+        return await asyncio.to_thread(self.index.refresh) == 0
+
     async def _refresh(self, *, force: bool = False) -> None:
-        if not force and time.monotonic() - self._last_refresh < self.context.refresh_interval_s:
+        if not force and not self._refresh_due():
             return
         async with self._refresh_lock:
-            if not force and (
-                time.monotonic() - self._last_refresh < self.context.refresh_interval_s
-            ):
+            if not force and not self._refresh_due():
                 return
-            changed = await asyncio.to_thread(self.index.refresh)
-            self._last_refresh = time.monotonic()
+            try:
+                changed = await asyncio.to_thread(self.index.refresh)
+            finally:
+                self._last_refresh = time.monotonic()
             if changed:
                 log.info("re-indexed %d file(s) of %s", changed, self.name)
 
+    def _refresh_due(self) -> bool:
+        return time.monotonic() - self._last_refresh >= self.context.refresh_interval_s
+
+    def _refresh_in_background(self) -> None:
+        """Scanning a large folder takes a while: searches use the current index meanwhile."""
+        if self._refresh_task is not None and not self._refresh_task.done():
+            return
+        self._refresh_task = asyncio.create_task(self._refresh_quietly())
+
+    async def _refresh_quietly(self) -> None:
+        try:
+            await self._refresh()
+        except Exception as exc:  # reported by the next search or prepare, never lost silently
+            log.warning("refreshing %s failed: %s", self.name, exc)
+
     async def _search(self, *, query: str, principals: frozenset[str], k: int) -> list[Passage]:
-        await self._refresh()
+        if self.context.refresh_interval_s <= 0 or self._last_refresh == 0.0:
+            await self._refresh()
+        elif self._refresh_due():
+            self._refresh_in_background()
         rows = await asyncio.to_thread(self.index.search, query, principals, k)
         passages = []
         for r in rows:

@@ -121,3 +121,25 @@ async def test_connector_refreshes_on_its_interval_and_cites(tmp_path: Path) -> 
     write(tmp_path / "hb", "new.md", "Sabbaticals are available after five years.\n")
     (new,) = await conn.search(query="sabbaticals", principals=EVERYONE, k=3)
     assert new.uri == "https://files.x.test/new.md"
+
+
+async def test_background_refresh_does_not_hold_up_searches(tmp_path: Path) -> None:
+    import asyncio
+
+    write(tmp_path / "hb", "a.md", "Bicycles may be parked in the courtyard.\n")
+    cfg = write(
+        tmp_path, "c.yaml", "sources:\n  - {name: hb, kind: docs, path: hb, readers: everyone}\n"
+    )
+    config = load_config(cfg)
+    ctx = ConnectorContext(config=config, index_dir=tmp_path / "index", refresh_interval_s=0.05)
+    conn = DocsConnector(config.sources[0], ctx)
+    await conn.prepare()
+    write(tmp_path / "hb", "b.md", "Scooters are charged in the basement.\n")
+    await asyncio.sleep(0.06)
+    await conn.search(query="scooters", principals=EVERYONE, k=3)  # starts the refresh
+    for _ in range(100):
+        if await conn.search(query="scooters", principals=EVERYONE, k=3):
+            break
+        await asyncio.sleep(0.02)
+    else:
+        raise AssertionError("the change was never picked up")
