@@ -69,8 +69,10 @@ async def measure(store: Store, n: int) -> list[float]:
 def report(label: str, times: list[float]) -> None:
     p95 = times[int(0.95 * len(times))]
     p99 = times[int(0.99 * len(times))]
-    print(f"{label:<12} n={len(times)}  p50 {statistics.median(times):.2f} ms  "
-          f"p95 {p95:.2f} ms  p99 {p99:.2f} ms")
+    print(
+        f"{label:<12} n={len(times)}  p50 {statistics.median(times):.2f} ms  "
+        f"p95 {p95:.2f} ms  p99 {p99:.2f} ms"
+    )
 
 
 async def main() -> None:

@@ -25,7 +25,28 @@ from bot.config import WorkspaceConfig
 from connectors.base import ConnectorContext
 from connectors.docs import DocsConnector
 
-SYLLABLES = "ka lo mi su te ra no vi pe do ga ri mu se ta ne lu fo ba ki".split()
+SYLLABLES = [
+    "ka",
+    "lo",
+    "mi",
+    "su",
+    "te",
+    "ra",
+    "no",
+    "vi",
+    "pe",
+    "do",
+    "ga",
+    "ri",
+    "mu",
+    "se",
+    "ta",
+    "ne",
+    "lu",
+    "fo",
+    "ba",
+    "ki",
+]
 
 
 def vocabulary(n: int, rng: random.Random) -> list[str]:
@@ -112,9 +133,13 @@ async def main() -> None:
             hits += len(found)
         times.sort()
         pct = lambda p: times[min(len(times) - 1, int(p / 100 * len(times)))]  # noqa: E731
-        print(f"passages indexed        {args.passages:,} in {args.passages // args.per_file:,} files")
+        print(
+            f"passages indexed        {args.passages:,} in {args.passages // args.per_file:,} files"
+        )
         print(f"files generated in      {gen_s:.1f} s")
-        print(f"index build             {build_s:.1f} s ({args.passages / build_s:,.0f} passages/s)")
+        print(
+            f"index build             {build_s:.1f} s ({args.passages / build_s:,.0f} passages/s)"
+        )
         print(f"index size on disk      {size_mb:.0f} MB")
         print(f"max RSS                 {rss_mb():.0f} MB (before build {rss_before:.0f} MB)")
         print(f"no-change refresh scan  {noop_ms:.0f} ms")

@@ -78,7 +78,11 @@ async def build_runtime(
     """Everything the pipeline needs. Raises ConfigError / StoreError with a readable message."""
     config = config or load_config(settings.concierge_config)
     store = await asyncio.to_thread(Store.open, settings.effective_database_url)
-    context = ConnectorContext(config=config, index_dir=settings.index_dir.resolve())
+    context = ConnectorContext(
+        config=config,
+        index_dir=settings.index_dir.resolve(),
+        refresh_interval_s=settings.index_refresh_s,
+    )
     connectors = build_connectors(context)
     warnings: list[str] = []
     if prepare:

@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     redis_prefix: str = Field(default="concierge:", alias="CONCIERGE_REDIS_PREFIX")
     concierge_config: Path = DEFAULT_CONFIG
     data_dir: Path = Field(default=Path("data"), alias="CONCIERGE_DATA_DIR")
+    index_refresh_s: float = Field(default=10.0, ge=0, alias="CONCIERGE_INDEX_REFRESH_S")
     port: int = 3000
     log_level: str = "WARNING"
 

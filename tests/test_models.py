@@ -181,3 +181,18 @@ def test_registry_builds_provider_clients(provider: str) -> None:
     )
     chat = build_chat_model(spec, Settings())
     assert isinstance(chat, BaseChatModel)
+
+
+def test_offline_quotes_a_table_row_with_its_headers() -> None:
+    table = Passage(
+        "hr",
+        "Salary bands",
+        "bands.md",
+        "| Level | Minimum | Maximum |\n|---|---|---|\n| L2 | 31,000 | 42,000 |\n"
+        "| L3 | 42,000 | 54,000 |",
+        section="Lisbon bands",
+    )
+    _, user = render("What is the L3 band maximum in Lisbon?", [table])
+    answer, found = compose_answer(user)
+    assert found and "Level: L3; Minimum: 42,000; Maximum: 54,000. [1]" in answer
+    assert "|" not in answer

@@ -66,6 +66,41 @@ def parse_passages(block: str) -> list[tuple[int, str, str]]:
     return out
 
 
+TABLE_SEPARATOR = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(\|\s*:?-{2,}:?\s*)*\|?\s*$")
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def flatten_tables(text: str) -> str:
+    """Markdown table rows become sentences ("Level: L3; Minimum: 42,000; …") so that one row
+    can be quoted on its own and still make sense."""
+    lines = text.split("\n")
+    out: list[str] = []
+    header: list[str] | None = None
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if not stripped.startswith("|"):
+            header = None
+            out.append(line)
+            continue
+        if TABLE_SEPARATOR.match(stripped):
+            continue
+        nxt = lines[i + 1].strip() if i + 1 < len(lines) else ""
+        if header is None and TABLE_SEPARATOR.match(nxt):
+            header = _cells(stripped)
+            continue
+        cells = _cells(stripped)
+        if header and len(header) == len(cells):
+            out.append(
+                "; ".join(f"{h}: {c}" for h, c in zip(header, cells, strict=True) if c) + "."
+            )
+        else:
+            out.append(", ".join(c for c in cells if c) + ".")
+    return "\n".join(out)
+
+
 def _stems(text: str) -> frozenset[str]:
     return frozenset(stem(w) for w in content_words(text))
 
@@ -80,7 +115,7 @@ def compose_answer(
         return NO_ANSWER, False
     candidates: list[_Candidate] = []
     for number, header, text in parse_passages(_section("passages", prompt)):
-        for j, s in enumerate(sentences(text)):
+        for j, s in enumerate(sentences(flatten_tables(text))):
             s = MARKUP_RE.sub("", s).strip()
             if len(words(s)) < 4:
                 continue

@@ -55,9 +55,10 @@ class Retriever:
             if isinstance(res, BaseException):
                 if not isinstance(res, ConnectorError):
                     log.error("source %s raised %s", name, res.__class__.__name__)
-                out.failed_sources.append(name)
+                out.failed_sources.append(f"{name} ({res})")
                 if name in shared:
-                    out.failures.append(f"{name} could not be searched ({res})")
+                    # Details (paths, exceptions) go to the record and the log, not to people.
+                    out.failures.append(f"{name} could not be searched right now")
                 continue
             for p in res:
                 if name in shared and p.visible_to(access.audience_principals):
