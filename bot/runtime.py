@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from bot.config import WorkspaceConfig, load_config
 from bot.core.access import AccessPolicy, ActiveGrant
@@ -58,12 +59,19 @@ class Runtime:
         self.store.close()
 
 
+def make_redis(settings: Settings) -> Any | None:
+    """A Redis client when REDIS_URL is set (shared state for several instances)."""
+    if not settings.redis_url:
+        return None
+    import redis
+
+    return redis.Redis.from_url(settings.redis_url, socket_timeout=2)
+
+
 def make_limiter(settings: Settings, config: WorkspaceConfig) -> RateLimiter:
     per_minute = config.limits.questions_per_minute
-    if settings.redis_url:
-        import redis
-
-        client = redis.Redis.from_url(settings.redis_url, socket_timeout=2)
+    client = make_redis(settings)
+    if client is not None:
         return RedisRateLimiter(client, settings.redis_prefix, per_minute)
     return LocalRateLimiter(per_minute)
 

@@ -32,6 +32,15 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path("data"), alias="CONCIERGE_DATA_DIR")
     index_refresh_s: float = Field(default=10.0, ge=0, alias="CONCIERGE_INDEX_REFRESH_S")
     port: int = 3000
+    host: str = Field(default="0.0.0.0", alias="CONCIERGE_HOST")
+    slack_native_streaming: bool = Field(default=True, alias="CONCIERGE_SLACK_NATIVE_STREAMING")
+    slack_update_per_minute: float = Field(
+        default=45, gt=0, alias="CONCIERGE_SLACK_UPDATES_PER_MIN"
+    )
+    slack_append_per_minute: float = Field(
+        default=90, gt=0, alias="CONCIERGE_SLACK_APPENDS_PER_MIN"
+    )
+    shutdown_grace_s: float = Field(default=30, ge=0, alias="CONCIERGE_SHUTDOWN_GRACE_S")
     log_level: str = "WARNING"
 
     openai_api_key: SecretStr | None = None

@@ -267,6 +267,7 @@ def env(
         "DATABASE_URL": db_url,
         "CONCIERGE_DATA_DIR": str(tmp_path / "data"),
         "LOG_LEVEL": "DEBUG",
+        "CONCIERGE_INDEX_REFRESH_S": "0",
     }
     for key in ("REDIS_URL", "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "OPENAI_API_KEY"):
         monkeypatch.delenv(key, raising=False)

@@ -27,6 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="concierge", description="Concierge: answers from your company's sources.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
+    sub.add_parser(
+        "serve",
+        help="connect to Slack (Socket Mode with SLACK_APP_TOKEN, else HTTP on $PORT)",
+    )
+
     chat = sub.add_parser("chat", help="a terminal conversation through the pipeline")
     chat.add_argument("--as", dest="as_", metavar="EMAIL", help="ask as this person")
 
@@ -62,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _configure_logging(level: str) -> None:
+def _configure_logging(level: str, *, serve: bool = False) -> None:
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.WARNING),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -85,6 +90,12 @@ def run(argv: Sequence[str] | None = None) -> int:
             from bot.cli.commands import db_upgrade
 
             return db_upgrade(settings)
+        if args.command == "serve":
+            import asyncio
+
+            from bot.slack.server import serve
+
+            return asyncio.run(serve(settings))
         if args.command == "access":
             from bot.cli.commands import access
 

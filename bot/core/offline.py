@@ -31,6 +31,7 @@ SECTION_RE = {
     for name in ("passages", "question", "history")
 }
 HEADER_RE = re.compile(r"^\[(\d+)\] (.*)$", re.MULTILINE)
+HISTORY_Q_RE = re.compile(r"^Q: (.*)$", re.MULTILINE)
 MARKUP_RE = re.compile(r"^\s*(?:[-*+]|\d+[.)]|#+|>)\s+")
 NO_ANSWER = (
     "I couldn't find an answer to that in the sources you can access. "
@@ -110,9 +111,14 @@ def compose_answer(
 ) -> tuple[str, bool]:
     """The extractive answer for a rendered prompt, and whether it found one."""
     question = _section("question", prompt)
-    q_terms = _stems(question)
-    if not q_terms:
+    current = _stems(question)
+    if not current:
         return NO_ANSWER, False
+    # A short follow-up ("and until when?") leans on the previous question's words.
+    asked = HISTORY_Q_RE.findall(_section("history", prompt))
+    earlier = _stems(asked[-1]) - current if asked and len(current) <= 3 else frozenset()
+    q_terms = current | earlier
+    weight = {t: (0.6 if t in earlier else 1.0) for t in q_terms}
     candidates: list[_Candidate] = []
     for number, header, text in parse_passages(_section("passages", prompt)):
         for j, s in enumerate(sentences(flatten_tables(text))):
@@ -127,7 +133,7 @@ def compose_answer(
         for t in c.terms & q_terms:
             df[t] = df.get(t, 0) + 1
     n = len(candidates)
-    idf = {t: math.log(1 + n / (1 + df.get(t, 0))) for t in q_terms}
+    idf = {t: weight[t] * math.log(1 + n / (1 + df.get(t, 0))) for t in q_terms}
     total = sum(idf.values())
 
     def score(c: _Candidate) -> float:

@@ -31,6 +31,7 @@ PRIVATE_NOTE = (
     "A fuller answer is available privately from sources only you can see: "
     "ask me in a direct message."
 )
+PRIVATE_SENT_NOTE = "A fuller answer from sources only you can see has been sent to you privately."
 
 
 @dataclass
@@ -58,7 +59,7 @@ class Pipeline:
             asker_ref=question.asker_ref,
             question=question.text,
             surface=question.surface,
-            channel=question.audience.channel,
+            channel=question.channel_ref or question.audience.channel,
             thread=question.thread,
             audience=question.audience.label,
             prompt_name=self.deps.prompt.name,
@@ -206,7 +207,7 @@ class Pipeline:
             answer += note
             await emit(note)
         if result.private_answer_available:
-            note = f"\n\n_{PRIVATE_NOTE}_"
+            note = f"\n\n_{PRIVATE_SENT_NOTE if question.private_followup else PRIVATE_NOTE}_"
             answer += note
             await emit(note)
         result.answer = answer

@@ -73,6 +73,8 @@ class Question:
     history: tuple[Turn, ...] = ()
     thread: str | None = None
     request_key: str | None = None  # de-duplication key from the front end
+    private_followup: bool = False  # the front end sends the fuller answer privately itself
+    channel_ref: str | None = None  # the front end's own channel id (a Slack channel id)
     received_at: float = field(default_factory=time.perf_counter)
 
 

@@ -63,6 +63,7 @@ class Exchange(Base):
     __table_args__ = (
         Index("ix_exchanges_created_at", "created_at"),
         Index("ix_exchanges_asker", "asker"),
+        Index("ix_exchanges_channel_thread", "channel", "thread"),
     )
 
 
@@ -116,3 +117,15 @@ class AuditEvent(Base):
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
     __table_args__ = (Index("ix_audit_at", "at"),)
+
+
+class SlackDelivery(Base):
+    """A claimed Slack delivery key (event id, channel+ts, request signature)."""
+
+    __tablename__ = "slack_deliveries"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_slack_deliveries_expires_at", "expires_at"),)

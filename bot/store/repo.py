@@ -168,3 +168,16 @@ def recent_audit(session: Session, limit: int = 20) -> list[AuditEvent]:
 
 def as_utc(value: datetime | None) -> datetime | None:
     return _aware(value)
+
+
+def thread_turns(session: Session, *, channel: str, thread: str, limit: int) -> list[Exchange]:
+    """Earlier exchanges of one thread, oldest first, as recorded for that thread's audience
+    (a private fuller answer is recorded in the asker's DM, never in the public thread)."""
+    rows = session.scalars(
+        select(Exchange)
+        .where(Exchange.channel == channel, Exchange.thread == thread)
+        .where(Exchange.outcome.in_(("answered", "incomplete", "no_answer")))
+        .order_by(Exchange.created_at.desc())
+        .limit(limit)
+    ).all()
+    return list(reversed(rows))

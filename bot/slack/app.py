@@ -1,0 +1,105 @@
+"""Builds the Bolt AsyncApp: verification, replay protection, listeners."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.errors import ConfigError
+from bot.runtime import Runtime, make_redis
+from bot.settings import Settings
+from bot.slack.dedupe import Deduper, RedisDeduper, StoreDeduper
+from bot.slack.deps import SlackDeps
+from bot.slack.identity import SlackIdentityResolver
+from bot.slack.listeners import register_all
+from bot.slack.pacing import Pacer
+
+log = logging.getLogger("concierge.slack")
+REPLAY_WINDOW_S = 600  # Slack refuses timestamps older than 5 minutes; keep keys for 10
+
+
+def make_client(settings: Settings) -> AsyncWebClient:
+    if settings.slack_bot_token is None:
+        raise ConfigError("SLACK_BOT_TOKEN is not set: serve needs the bot token (xoxb-…)")
+    return AsyncWebClient(
+        token=settings.slack_bot_token.get_secret_value(),
+        base_url=settings.slack_api_url,
+        timeout=15,
+    )
+
+
+def make_deduper(settings: Settings, runtime: Runtime) -> Deduper:
+    client = make_redis(settings)
+    if client is not None:
+        return RedisDeduper(client, settings.redis_prefix)
+    return StoreDeduper(runtime.store)
+
+
+def build_app(deps: SlackDeps, *, socket_mode: bool = False) -> AsyncApp:
+    settings = deps.settings
+    secret = settings.slack_signing_secret
+    if secret is None and not socket_mode:
+        raise ConfigError("SLACK_SIGNING_SECRET is not set: HTTP mode verifies every request")
+    app = AsyncApp(
+        client=deps.client,
+        signing_secret=secret.get_secret_value() if secret else "socket-mode",
+        request_verification_enabled=not socket_mode,
+        process_before_response=False,
+    )
+
+    @app.middleware
+    async def exactly_once(
+        req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[BoltResponse]]
+    ) -> BoltResponse:
+        """Slack's retries and replayed requests do nothing twice.
+
+        Events are keyed on event_id (a retry keeps it); commands and clicks on their
+        signature (a replay within the 5-minute window repeats it exactly).
+        """
+        body: dict[str, Any] = req.body or {}
+        key = None
+        if body.get("type") == "event_callback" and body.get("event_id"):
+            key = f"event:{body['event_id']}"
+        else:
+            values = req.headers.get("x-slack-signature") or []
+            signature = values[0] if values else None
+            if signature:
+                key = f"sig:{signature}"
+        if key and not await deps.deduper.claim(
+            key, REPLAY_WINDOW_S if key.startswith("sig") else 86_400
+        ):
+            log.info("dropped a repeated delivery (%s)", key.split(":", 1)[0])
+            return BoltResponse(status=200, body="")
+        return await next()
+
+    register_all(app, deps)
+
+    @app.error
+    async def on_error(error: Exception, body: dict[str, Any]) -> None:
+        log.error("unhandled error in a listener: %s", error.__class__.__name__, exc_info=error)
+
+    return app
+
+
+def build_deps(settings: Settings, runtime: Runtime, client: AsyncWebClient) -> SlackDeps:
+    identity = SlackIdentityResolver(client, runtime.config)
+    offline = frozenset(
+        name
+        for name in runtime.config.chain
+        if (spec := runtime.config.model_spec(name)) is None or spec.provider == "offline"
+    )
+    return SlackDeps(
+        runtime=runtime,
+        settings=settings,
+        client=client,
+        identity=identity,
+        pacer=Pacer(settings.slack_update_per_minute, settings.slack_append_per_minute),
+        deduper=make_deduper(settings, runtime),
+        offline_models=offline,
+    )

@@ -1,0 +1,36 @@
+"""What the Slack listeners need, passed to each ``register(app, deps)``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.runtime import Runtime
+from bot.settings import Settings
+from bot.slack.dedupe import Deduper
+from bot.slack.identity import SlackIdentityResolver
+from bot.slack.pacing import Pacer
+
+
+@dataclass
+class SlackDeps:
+    runtime: Runtime
+    settings: Settings
+    client: AsyncWebClient
+    identity: SlackIdentityResolver
+    pacer: Pacer
+    deduper: Deduper
+    offline_models: frozenset[str]
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    channel_names: dict[str, tuple[str, bool]] = field(default_factory=dict)
+
+    def spawn(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run slow work after the ack; keep a reference so shutdown can wait for it."""
+        task = asyncio.create_task(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task

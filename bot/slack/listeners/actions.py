@@ -1,0 +1,80 @@
+"""Feedback: the thumbs on every answer and the thumbs-down reason modal."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+
+from bot.slack import ids
+from bot.slack.blocks import feedback_modal
+from bot.slack.deps import SlackDeps
+from bot.store import repo
+
+log = logging.getLogger("concierge.slack.actions")
+
+
+async def _voter(deps: SlackDeps, user_id: str) -> str:
+    try:
+        return (await deps.identity.resolve(user_id)).email
+    except Exception:
+        return f"slack:{user_id}"
+
+
+async def save_vote(
+    deps: SlackDeps,
+    exchange_id: str,
+    voter: str,
+    vote: int,
+    reason: str | None = None,
+    category: str | None = None,
+) -> bool:
+    def save() -> bool:
+        with deps.runtime.store.session() as s:
+            if repo.get_exchange(s, exchange_id) is None:
+                return False
+            repo.set_vote(
+                s, exchange_id=exchange_id, voter=voter, vote=vote, reason=reason, category=category
+            )
+            return True
+
+    return await asyncio.to_thread(save)
+
+
+def register(app: AsyncApp, deps: SlackDeps) -> None:
+    @app.action(ids.FEEDBACK_ACTION)
+    async def on_feedback(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        direction, _, exchange_id = str(action.get("value", "")).partition(":")
+        if direction not in ("up", "down") or not exchange_id:
+            log.warning("feedback with an unexpected value")
+            return
+        user = body["user"]["id"]
+        vote = 1 if direction == "up" else -1
+        if not await save_vote(deps, exchange_id, await _voter(deps, user), vote):
+            log.warning("feedback for unknown exchange %s", exchange_id)
+            return
+        if vote < 0 and body.get("trigger_id"):
+            await deps.client.views_open(
+                trigger_id=body["trigger_id"], view=feedback_modal(exchange_id)
+            )
+
+    @app.view(ids.FEEDBACK_MODAL)
+    async def on_reason(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        await ack()
+        values = (view.get("state") or {}).get("values") or {}
+        category = (
+            (
+                (values.get(ids.FEEDBACK_CATEGORY_BLOCK) or {}).get(ids.FEEDBACK_CATEGORY_ACTION)
+                or {}
+            ).get("selected_option")
+            or {}
+        ).get("value")
+        details = (
+            (values.get(ids.FEEDBACK_TEXT_BLOCK) or {}).get(ids.FEEDBACK_TEXT_ACTION) or {}
+        ).get("value")
+        exchange_id = str(view.get("private_metadata") or "")
+        voter = await _voter(deps, body["user"]["id"])
+        await save_vote(deps, exchange_id, voter, -1, reason=(details or None), category=category)

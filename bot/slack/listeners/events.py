@@ -1,0 +1,107 @@
+"""Events: mentions, direct messages, the assistant panel, directory changes.
+
+Bolt acknowledges events before these run. Edited, deleted, bot and our own messages are
+dropped before any work (an edit is not a new question; a bot answering bots loops).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.async_context import AsyncBoltContext
+
+from bot.slack.deps import SlackDeps
+from bot.slack.questions import answer_message
+from bot.slack.text import question_text
+
+log = logging.getLogger("concierge.slack.events")
+
+SUGGESTED_PROMPTS = (
+    ("What can you help with?", "What can you help me with, and which sources can you use?"),
+    ("Time off", "How many days of paid time off do I have, and how do I book them?"),
+    ("Expenses", "How do I submit an expense, and who approves it?"),
+)
+IGNORED_SUBTYPES = {
+    "message_changed",
+    "message_deleted",
+    "bot_message",
+    "message_replied",
+    "channel_join",
+    "channel_leave",
+    "thread_broadcast",
+    "me_message",
+    "file_share",
+    "assistant_app_thread",
+}
+
+
+def is_question(event: dict[str, Any], bot_user_id: str | None) -> bool:
+    if event.get("subtype") in IGNORED_SUBTYPES or event.get("subtype"):
+        return False
+    if event.get("bot_id") or (event.get("app_id") and not event.get("user")):
+        return False
+    user = event.get("user")
+    return bool(user) and user != bot_user_id
+
+
+def register(app: AsyncApp, deps: SlackDeps) -> None:
+    async def handle(event: dict[str, Any], context: AsyncBoltContext, *, assistant: bool) -> None:
+        if not is_question(event, context.bot_user_id):
+            return
+        channel = event.get("channel", "")
+        ts = event.get("ts", "")
+        # One message can arrive as several event types (app_mention and message.im):
+        # whichever comes first answers it; the key outlives Slack's retries and restarts.
+        if not await deps.deduper.claim(f"msg:{context.team_id}:{channel}:{ts}", 86_400):
+            return
+        deps.spawn(
+            answer_message(
+                deps,
+                team=context.team_id or event.get("team", ""),
+                channel=channel,
+                channel_type=event.get("channel_type"),
+                user=event["user"],
+                text=question_text(event.get("text", ""), context.bot_user_id),
+                ts=ts,
+                thread_ts=event.get("thread_ts"),
+                assistant=assistant,
+            )
+        )
+
+    @app.event("app_mention")
+    async def on_mention(event: dict[str, Any], context: AsyncBoltContext) -> None:
+        await handle(event, context, assistant=False)
+
+    @app.event("message")
+    async def on_message(event: dict[str, Any], context: AsyncBoltContext) -> None:
+        if event.get("channel_type") != "im":
+            return  # in channels Concierge answers only when mentioned
+        in_thread = bool(event.get("thread_ts"))
+        await handle(event, context, assistant=in_thread)
+
+    @app.event("assistant_thread_started")
+    async def on_thread_started(event: dict[str, Any], context: AsyncBoltContext) -> None:
+        thread = event.get("assistant_thread") or {}
+        try:
+            await deps.client.assistant_threads_setSuggestedPrompts(
+                channel_id=str(thread.get("channel_id") or ""),
+                thread_ts=str(thread.get("thread_ts") or ""),
+                title="Ask me about how things work here",
+                prompts=[{"title": t, "message": m} for t, m in SUGGESTED_PROMPTS],
+            )
+        except Exception:
+            log.warning("could not set suggested prompts", exc_info=True)
+
+    @app.event("assistant_thread_context_changed")
+    async def on_context_changed(event: dict[str, Any]) -> None:
+        return None
+
+    @app.event("user_change")
+    async def on_user_change(event: dict[str, Any]) -> None:
+        deps.identity.invalidate((event.get("user") or {}).get("id"))
+
+    @app.event("subteam_members_changed")
+    async def on_subteam_change(event: dict[str, Any]) -> None:
+        deps.identity.invalidate()

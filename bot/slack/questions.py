@@ -1,0 +1,155 @@
+"""From a Slack message to a streamed, recorded answer (runs after the ack)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from slack_sdk.errors import SlackApiError
+
+from bot.core.types import Audience, Question, Turn
+from bot.slack.deps import SlackDeps
+from bot.slack.streaming import SlackStreamer, Target
+from bot.slack.text import escape
+from bot.store import repo
+
+log = logging.getLogger("concierge.slack.questions")
+
+SORRY = "Sorry, something went wrong while answering. It has been logged; please try again."
+EMPTY = "Ask me a question after the mention, for example: “How do I expense a taxi?”"
+
+
+async def audience_for(deps: SlackDeps, channel: str, channel_type: str | None) -> Audience:
+    """DMs (and the assistant panel) are private; anything else is a shared audience."""
+    if channel_type == "im" or channel.startswith("D"):
+        return Audience()
+    name = await channel_name(deps, channel)
+    return Audience(kind="channel", channel=name)
+
+
+async def channel_name(deps: SlackDeps, channel: str) -> str:
+    cached = deps.channel_names.get(channel)
+    if cached is not None:
+        return cached[0]
+    try:
+        info = await deps.client.conversations_info(channel=channel)
+        name = str((info.get("channel") or {}).get("name") or channel).lower()
+    except SlackApiError:
+        name = channel.lower()
+    deps.channel_names[channel] = (name, True)
+    return name
+
+
+async def history(deps: SlackDeps, channel: str, thread: str) -> tuple[Turn, ...]:
+    limit = deps.runtime.config.retrieval.history_turns
+    if not limit:
+        return ()
+
+    def load() -> list[Turn]:
+        with deps.runtime.store.session() as s:
+            rows = repo.thread_turns(s, channel=channel, thread=thread, limit=limit)
+            return [Turn(r.question or "", r.answer or "") for r in rows]
+
+    return tuple(await asyncio.to_thread(load))
+
+
+async def answer_message(
+    deps: SlackDeps,
+    *,
+    team: str,
+    channel: str,
+    channel_type: str | None,
+    user: str,
+    text: str,
+    ts: str,
+    thread_ts: str | None,
+    assistant: bool = False,
+) -> None:
+    """Answer one message in its thread; never leaves the asker without a reply."""
+    thread = thread_ts or ts
+    target = Target(channel=channel, thread_ts=thread, team=team, user=user)
+    try:
+        if not text:
+            await deps.client.chat_postMessage(channel=channel, thread_ts=thread, text=EMPTY)
+            return
+        audience = await audience_for(deps, channel, channel_type)
+        if assistant:
+            await _assistant_status(deps, channel, thread, "is thinking…", title=text)
+        question = Question(
+            text=text,
+            asker_ref=user,
+            audience=audience,
+            surface="slack",
+            history=await history(deps, channel, thread),
+            thread=thread,
+            request_key=f"{team}:{channel}:{ts}",
+            private_followup=not audience.is_private,
+            channel_ref=channel,
+        )
+        sink = SlackStreamer(
+            deps.client,
+            target,
+            deps.pacer,
+            native=deps.settings.slack_native_streaming,
+            offline_models=deps.offline_models,
+        )
+        result = await deps.runtime.pipeline.ask(question, sink)
+        if result.private_answer_available and not audience.is_private:
+            await private_answer(deps, team=team, user=user, text=text, ts=ts, where=audience)
+    except Exception:
+        log.exception("answering %s:%s failed", channel, ts)
+        try:
+            await deps.client.chat_postMessage(channel=channel, thread_ts=thread, text=SORRY)
+        except Exception:
+            log.exception("could not even say sorry in %s", channel)
+    finally:
+        if assistant:
+            await _assistant_status(deps, channel, thread, "")
+
+
+async def private_answer(
+    deps: SlackDeps, *, team: str, user: str, text: str, ts: str, where: Audience
+) -> None:
+    """The fuller answer, in a direct message: it may use everything the asker may read."""
+    opened = await deps.client.conversations_open(users=user)
+    dm = opened["channel"]["id"]
+    intro = await deps.client.chat_postMessage(
+        channel=dm,
+        text=f"You asked in #{escape(where.channel or '')}: “{escape(text[:300])}”. "
+        "Here is the fuller answer, from sources only you can see:",
+        unfurl_links=False,
+    )
+    question = Question(
+        text=text,
+        asker_ref=user,
+        audience=Audience(),
+        surface="slack",
+        thread=intro["ts"],
+        request_key=f"{team}:{where.channel}:{ts}:private",
+        channel_ref=dm,
+    )
+    sink = SlackStreamer(
+        deps.client,
+        Target(channel=dm, thread_ts=intro["ts"], team=team, user=user),
+        deps.pacer,
+        native=deps.settings.slack_native_streaming,
+        offline_models=deps.offline_models,
+    )
+    await deps.runtime.pipeline.ask(question, sink)
+
+
+async def _assistant_status(
+    deps: SlackDeps, channel: str, thread: str, status: str, title: str | None = None
+) -> None:
+    try:
+        await deps.client.assistant_threads_setStatus(
+            channel_id=channel, thread_ts=thread, status=status
+        )
+        if title:
+            await deps.client.assistant_threads_setTitle(
+                channel_id=channel, thread_ts=thread, title=title[:80]
+            )
+    except SlackApiError as exc:
+        log.debug(
+            "assistant status not set: %s", exc.response.get("error") if exc.response else exc
+        )

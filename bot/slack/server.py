@@ -1,0 +1,119 @@
+"""``app.py serve``: Socket Mode when SLACK_APP_TOKEN is set, else the Events API over HTTP.
+
+HTTP mode runs on aiohttp's production server (not Bolt's development server): POST
+/slack/events for events, commands and interactivity, GET /healthz. On SIGTERM/SIGINT the
+server stops taking requests and waits (up to CONCIERGE_SHUTDOWN_GRACE_S) for answers in
+flight, so nothing already started is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from typing import Any
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.async_app import AsyncApp
+
+from bot.runtime import Runtime, build_runtime
+from bot.settings import Settings
+from bot.slack.app import build_app, build_deps, make_client
+from bot.slack.deps import SlackDeps
+
+log = logging.getLogger("concierge.slack.server")
+MAX_BODY = 1_000_000
+
+
+def http_app(bolt: AsyncApp, deps: SlackDeps) -> web.Application:
+    async def events(request: web.Request) -> web.Response:
+        try:
+            bolt_request = await to_bolt_request(request)
+            response = await bolt.async_dispatch(bolt_request)
+        except Exception:
+            log.exception("could not handle a request to /slack/events")
+            return web.json_response({"ok": False, "error": "bad request"}, status=400)
+        return await to_aiohttp_response(response)
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "answers_in_flight": len(deps.tasks)})
+
+    app = web.Application(client_max_size=MAX_BODY)
+    app.router.add_post("/slack/events", events)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+async def start_http(
+    bolt: AsyncApp, deps: SlackDeps, host: str, port: int
+) -> tuple[web.AppRunner, int]:
+    """Start serving; returns the runner and the bound port (port 0 picks a free one)."""
+    runner = web.AppRunner(http_app(bolt, deps), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    server: Any = site._server
+    bound = server.sockets[0].getsockname()[1] if server and server.sockets else port
+    return runner, int(bound)
+
+
+async def drain(deps: SlackDeps, grace_s: float) -> None:
+    """Wait for answers in flight, then cancel what is left (their records still happen)."""
+    if deps.tasks:
+        log.info("waiting for %d answer(s) in flight", len(deps.tasks))
+        _, pending = await asyncio.wait(set(deps.tasks), timeout=grace_s)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def prepare(settings: Settings) -> tuple[Runtime, SlackDeps]:
+    runtime = await build_runtime(settings)
+    client = make_client(settings)
+    deps = build_deps(settings, runtime, client)
+    runtime.pipeline.deps.identity = deps.identity
+    return runtime, deps
+
+
+async def serve(settings: Settings, ready: asyncio.Event | None = None) -> int:
+    runtime, deps = await prepare(settings)
+    for warning in runtime.warnings:
+        log.warning("%s", warning)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        if settings.slack_app_token is not None:
+            from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+            bolt = build_app(deps, socket_mode=True)
+            handler = AsyncSocketModeHandler(
+                bolt, settings.slack_app_token.get_secret_value(), web_client=deps.client
+            )
+            await handler.connect_async()
+            log.warning("Concierge is connected to Slack in Socket Mode")
+            if ready:
+                ready.set()
+            await stop.wait()
+            await handler.close_async()
+        else:
+            bolt = build_app(deps)
+            runner, port = await start_http(bolt, deps, settings.host, settings.port)
+            log.warning(
+                "Concierge is listening on %s:%d (/slack/events, /healthz)", settings.host, port
+            )
+            if ready:
+                ready.set()
+            await stop.wait()
+            await runner.shutdown()
+            await drain(deps, settings.shutdown_grace_s)
+            await runner.cleanup()
+        return 0
+    finally:
+        await drain(deps, 0)
+        runtime.close()

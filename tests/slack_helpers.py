@@ -1,0 +1,128 @@
+"""Driving the real app over HTTP like Slack does: signed requests to /slack/events."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+
+from bot.slack.deps import SlackDeps
+from tests.standins.slack_api import TEAM, SlackStandIn
+
+SECRET = "test-signing-secret"
+
+
+def sign(body: str, *, secret: str = SECRET, timestamp: int | None = None) -> dict[str, str]:
+    ts = str(timestamp if timestamp is not None else int(time.time()))
+    digest = hmac.new(secret.encode(), f"v0:{ts}:{body}".encode(), hashlib.sha256).hexdigest()
+    return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": f"v0={digest}"}
+
+
+@dataclass
+class SlackDriver:
+    url: str
+    api: SlackStandIn
+    deps: SlackDeps
+    session: aiohttp.ClientSession
+
+    async def post(
+        self,
+        body: str,
+        content_type: str,
+        *,
+        headers: dict[str, str] | None = None,
+        signed: dict[str, str] | None = None,
+    ) -> tuple[int, str, dict[str, str]]:
+        h = {
+            "Content-Type": content_type,
+            **(signed if signed is not None else sign(body)),
+            **(headers or {}),
+        }
+        async with self.session.post(
+            self.url + "/slack/events", data=body.encode(), headers=h
+        ) as r:
+            return r.status, await r.text(), h
+
+    async def event(
+        self,
+        event: dict[str, Any],
+        *,
+        event_id: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, str, dict[str, str]]:
+        body = json.dumps(
+            {
+                "type": "event_callback",
+                "team_id": TEAM,
+                "api_app_id": "A1",
+                "event_id": event_id or f"Ev{uuid.uuid4().hex[:10]}",
+                "event_time": int(time.time()),
+                "event": event,
+                "authorizations": [{"team_id": TEAM, "user_id": "UBOT", "is_bot": True}],
+            }
+        )
+        return await self.post(body, "application/json", headers=headers)
+
+    async def command(self, user: str, text: str) -> tuple[int, str, dict[str, str]]:
+        body = urlencode(
+            {
+                "command": "/concierge",
+                "text": text,
+                "user_id": user,
+                "team_id": TEAM,
+                "channel_id": "C1",
+                "trigger_id": "trig",
+                "response_url": "http://127.0.0.1:9/none",
+            }
+        )
+        return await self.post(body, "application/x-www-form-urlencoded")
+
+    async def interaction(self, payload: dict[str, Any]) -> tuple[int, str, dict[str, str]]:
+        body = urlencode({"payload": json.dumps(payload)})
+        return await self.post(body, "application/x-www-form-urlencoded")
+
+    async def settle(self, limit_s: float = 20) -> None:
+        """Wait until every answer started after an ack has finished."""
+        deadline = time.monotonic() + limit_s
+        await asyncio.sleep(0.05)
+        while self.deps.tasks and time.monotonic() < deadline:
+            await asyncio.gather(*list(self.deps.tasks), return_exceptions=True)
+            await asyncio.sleep(0.05)
+        assert not self.deps.tasks, "answers still running"
+
+
+def dm(user: str, text: str, ts: str, thread_ts: str | None = None) -> dict[str, Any]:
+    event = {
+        "type": "message",
+        "channel": "D" + user.lstrip("U"),
+        "channel_type": "im",
+        "user": user,
+        "text": text,
+        "ts": ts,
+    }
+    if thread_ts:
+        event["thread_ts"] = thread_ts
+    return event
+
+
+def mention(
+    user: str, text: str, ts: str, channel: str = "C1", thread_ts: str | None = None
+) -> dict[str, Any]:
+    event = {
+        "type": "app_mention",
+        "channel": channel,
+        "user": user,
+        "text": f"<@UBOT> {text}",
+        "ts": ts,
+    }
+    if thread_ts:
+        event["thread_ts"] = thread_ts
+    return event

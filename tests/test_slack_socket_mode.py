@@ -1,0 +1,98 @@
+"""Socket Mode: envelopes over a WebSocket from a local stand-in, acknowledged by id."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from sqlalchemy import select
+
+from bot.settings import Settings
+from bot.slack.app import build_app
+from bot.slack.server import drain, prepare
+from bot.store.models import Exchange
+from tests.slack_helpers import dm
+from tests.standins import slack_api
+from tests.standins.slack_api import SlackStandIn
+
+
+@pytest.fixture
+async def socket(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Any]:
+    api = SlackStandIn()
+    api.add_user("UEVE", "eve@canary.test")
+    runner = await slack_api.start(api)
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test")
+    monkeypatch.setenv("SLACK_APP_TOKEN", "xapp-test")
+    monkeypatch.setenv("SLACK_API_URL", api.url)
+    runtime, deps = await prepare(Settings())
+    handler = AsyncSocketModeHandler(
+        build_app(deps, socket_mode=True), "xapp-test", web_client=deps.client
+    )
+    await handler.connect_async()
+    await asyncio.wait_for(api.socket_connected.wait(), 10)
+    try:
+        yield api, deps
+    finally:
+        await drain(deps, 10)
+        await handler.close_async()
+        await runner.cleanup()
+        runtime.close()
+
+
+async def wait_for(predicate: Any, limit_s: float = 15) -> None:
+    deadline = time.monotonic() + limit_s
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+async def test_events_are_acked_by_envelope_and_answered_once(socket) -> None:
+    api, deps = socket
+    payload = {
+        "type": "event_callback",
+        "team_id": "T1",
+        "event_id": "EvS1",
+        "event": dm("UEVE", "Where do I submit expenses?", "10.1"),
+    }
+    envelope = {
+        "envelope_id": "env-1",
+        "type": "events_api",
+        "payload": payload,
+        "accepts_response_payload": False,
+        "retry_attempt": 0,
+    }
+    await api.socket_outbox.put(envelope)
+    await api.socket_outbox.put({**envelope, "envelope_id": "env-2", "retry_attempt": 1})
+    await wait_for(lambda: {"env-1", "env-2"} <= {a.get("envelope_id") for a in api.socket_acks})
+    await wait_for(lambda: any(m.blocks for m in api.in_channel("DEVE")))
+    await drain(deps, 10)
+    with deps.runtime.store.session() as s:
+        rows = list(s.scalars(select(Exchange)))
+    assert len(rows) == 1 and "Pleo" in (rows[0].answer or "")
+
+
+async def test_slash_command_ack_carries_the_reply(socket) -> None:
+    api, _ = socket
+    await api.socket_outbox.put(
+        {
+            "envelope_id": "env-cmd",
+            "type": "slash_commands",
+            "accepts_response_payload": True,
+            "payload": {
+                "command": "/concierge",
+                "text": "help",
+                "user_id": "UEVE",
+                "team_id": "T1",
+                "channel_id": "C1",
+                "trigger_id": "t",
+                "response_url": "http://127.0.0.1:9/x",
+            },
+        }
+    )
+    await wait_for(lambda: any(a.get("envelope_id") == "env-cmd" for a in api.socket_acks))
+    ack = next(a for a in api.socket_acks if a.get("envelope_id") == "env-cmd")
+    assert "/concierge" in str(ack.get("payload"))
