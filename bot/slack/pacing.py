@@ -24,26 +24,33 @@ class TokenBucket:
 
     def __post_init__(self) -> None:
         self.tokens = self.burst
-        self._lock = asyncio.Lock()
+        self._urgent = 0
 
     def _refill(self, now: float) -> None:
         rate = self.per_minute / 60.0
         self.tokens = min(self.burst, self.tokens + (now - self.updated) * rate)
         self.updated = now
 
-    async def acquire(self) -> None:
-        """Wait for a write slot (first come, first served)."""
-        async with self._lock:
+    async def acquire(self, *, urgent: bool = False) -> None:
+        """Wait for a write slot. Urgent writes (an answer's final message) go before
+        intermediate updates, which only make a message grow sooner."""
+        if urgent:
+            self._urgent += 1
+        try:
             while True:
                 now = time.monotonic()
                 if now < self.paused_until:
                     await asyncio.sleep(self.paused_until - now)
                     continue
                 self._refill(now)
-                if self.tokens >= 1:
+                if self.tokens >= 1 and (urgent or self._urgent == 0):
                     self.tokens -= 1
                     return
-                await asyncio.sleep((1 - self.tokens) / (self.per_minute / 60.0))
+                wait = (1 - self.tokens) / (self.per_minute / 60.0) if self.tokens < 1 else 0.01
+                await asyncio.sleep(max(wait, 0.001))
+        finally:
+            if urgent:
+                self._urgent -= 1
 
     def pause(self, seconds: float) -> None:
         """After a 429: nobody in this workspace writes with this method until it passes."""

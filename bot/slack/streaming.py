@@ -100,7 +100,13 @@ class SlackStreamer:
         await self._finish(result)
 
     # -- writing ---------------------------------------------------------------------------
+    def _family(self) -> str:
+        return "append" if self.native else "update"
+
     async def _run(self) -> None:
+        """Write as text arrives: the first words at once, then one coalesced update per slot
+        of the workspace budget. Stops waiting for a slot as soon as the answer is over (the
+        final write takes everything left)."""
         first = True
         while True:
             await self._wake.wait()
@@ -108,11 +114,25 @@ class SlackStreamer:
             if self._closing:
                 return
             if not first:
-                await self.pacer.bucket(
-                    self.target.team, "append" if self.native else "update"
-                ).acquire()
+                slot = asyncio.ensure_future(
+                    self.pacer.bucket(self.target.team, self._family()).acquire()
+                )
+                closed = asyncio.ensure_future(self._closed())
+                done, _ = await asyncio.wait({slot, closed}, return_when=asyncio.FIRST_COMPLETED)
+                if slot not in done:
+                    slot.cancel()
+                    return
+                closed.cancel()
+                if self._closing:
+                    return
             first = False
             await self._flush(final=False)
+
+    async def _closed(self) -> None:
+        while not self._closing:
+            await self._wake.wait()
+            self._wake.clear()
+        self._wake.set()
 
     def _current(self) -> str:
         return self.text[self.base :]
@@ -238,6 +258,8 @@ class SlackStreamer:
         """The last write: the whole remaining text with sources, footer and feedback."""
         if not self.text and result.answer:
             self.text = result.answer
+        if self.ts is not None:
+            await self.pacer.bucket(self.target.team, self._family()).acquire(urgent=True)
         await self._flush(final=True)
         tail = self._current()
         blocks = answer_blocks(escape(tail), result, offline_models=self.offline_models)
