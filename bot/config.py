@@ -198,6 +198,7 @@ class Limits(_Strict):
 class Retrieval(_Strict):
     top_k: int = Field(default=6, ge=1, le=50)
     history_turns: int = Field(default=4, ge=0, le=50)
+    history_tokens: int = Field(default=1500, ge=0, le=100_000)
 
 
 class WorkspaceConfig(_Strict):

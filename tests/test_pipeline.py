@@ -135,3 +135,19 @@ async def test_same_request_key_is_recorded_once(runtime: Any) -> None:
     await runtime.pipeline.ask(q2, CollectingSink())
     with runtime.store.session() as s:
         assert s.query(Exchange).filter_by(request_key="ev-1").count() == 1
+
+
+def test_history_is_trimmed_to_turns_and_tokens() -> None:
+    from bot.core.pipeline import trim_history
+    from bot.core.types import Turn
+
+    turns = tuple(Turn(f"question {i}", "answer " * 100) for i in range(10))
+    assert [t.question for t in trim_history(turns, 4, 10_000)] == [
+        "question 6",
+        "question 7",
+        "question 8",
+        "question 9",
+    ]
+    assert [t.question for t in trim_history(turns, 4, 400)] == ["question 8", "question 9"]
+    assert trim_history(turns, 0, 10_000) == ()
+    assert trim_history(turns, 4, 10) == ()

@@ -29,6 +29,7 @@ async def slack(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> AsyncIt
     api.add_user("UMAYA", "maya@canary.test")
     api.add_user("UGUS", "gus@partner.test", is_restricted=True)
     api.add_user("UNOMAIL", None)
+    api.add_user("UEXT", "eve@canary.test", team_id="T9")  # Slack Connect: another workspace
     api.usergroups = [{"id": "S1", "handle": "finance", "users": ["UMAYA"]}]
     api.channels = {"C1": {"id": "C1", "name": "general"}, "C2": {"id": "C2", "name": "ops"}}
     api_runner = await slack_api.start(api)
@@ -102,7 +103,7 @@ async def test_chat_update_fallback_when_native_streaming_is_unavailable(slack) 
 async def test_a_429_never_loses_text(slack, method: str) -> None:
     if method == "chat.update":
         slack.api.native_streaming = False
-    slack.api.fail(method, retry_after=0.2, times=2)
+    slack.api.fail(method, retry_after=1, times=2)
     await slack.event(dm("UEVE", "How many days of time off can I carry over?", "100.4"))
     await slack.settle()
     (row,) = exchanges(slack)
@@ -203,6 +204,16 @@ async def test_guests_get_public_sources_only_and_no_mentions_leak(slack) -> Non
     assert "CANARY-RUNBOOK-7F3" not in slack.api.everything_posted()
     (row,) = exchanges(slack)
     assert row.asker == "gus@partner.test" and "runbooks" not in row.sources_searched
+
+
+async def test_external_slack_connect_users_are_guests(slack) -> None:
+    await slack.event(
+        dm("UEXT", "What is the deploy freeze codeword for deploying a service?", "300.2")
+    )
+    await slack.settle()
+    assert "CANARY-RUNBOOK-7F3" not in slack.api.everything_posted()
+    (row,) = exchanges(slack)
+    assert "runbooks" not in row.sources_searched
 
 
 async def test_slack_user_groups_count_as_groups(slack) -> None:

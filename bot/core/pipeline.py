@@ -19,10 +19,11 @@ from bot.core.access import AccessDecision, AccessPolicy, ActiveGrant
 from bot.core.generate import Generation, ModelRouter
 from bot.core.identity import IdentityResolver, UnknownPerson
 from bot.core.limits import RateLimiter
+from bot.core.offline import estimate_tokens
 from bot.core.prompts import PromptTemplate
 from bot.core.retrieve import Retrieval, Retriever
 from bot.core.sinks import Sink
-from bot.core.types import Asker, ExchangeResult, Question
+from bot.core.types import Asker, ExchangeResult, Question, Turn
 
 log = logging.getLogger("concierge.pipeline")
 
@@ -45,6 +46,19 @@ class PipelineDeps:
     prompt: PromptTemplate
     router: ModelRouter
     recorder: Callable[[ExchangeResult], Awaitable[None]]
+
+
+def trim_history(turns: tuple[Turn, ...], max_turns: int, max_tokens: int) -> tuple[Turn, ...]:
+    """The most recent turns that fit both the turn count and the token budget."""
+    kept: list[Turn] = []
+    used = 0
+    for turn in reversed(turns[-max_turns:] if max_turns else ()):
+        cost = estimate_tokens(turn.question) + estimate_tokens(turn.answer)
+        if used + cost > max_tokens:
+            break
+        kept.append(turn)
+        used += cost
+    return tuple(reversed(kept))
 
 
 class Pipeline:

@@ -9,6 +9,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import ConfigError
@@ -24,14 +25,20 @@ log = logging.getLogger("concierge.slack")
 REPLAY_WINDOW_S = 600  # Slack refuses timestamps older than 5 minutes; keep keys for 10
 
 
-def make_client(settings: Settings) -> AsyncWebClient:
+def make_client(settings: Settings, *, retry_rate_limits: bool = True) -> AsyncWebClient:
+    """The Web API client. With ``retry_rate_limits`` a 429 is retried after its Retry-After
+    (twice at most); the streamer uses a client without it, because it handles 429s itself
+    by pausing the whole workspace's write budget."""
     if settings.slack_bot_token is None:
         raise ConfigError("SLACK_BOT_TOKEN is not set: serve needs the bot token (xoxb-…)")
-    return AsyncWebClient(
+    client = AsyncWebClient(
         token=settings.slack_bot_token.get_secret_value(),
         base_url=settings.slack_api_url,
         timeout=15,
     )
+    if retry_rate_limits:
+        client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=2))
+    return client
 
 
 def make_deduper(settings: Settings, runtime: Runtime) -> Deduper:
@@ -100,6 +107,7 @@ def build_deps(settings: Settings, runtime: Runtime, client: AsyncWebClient) -> 
         client=client,
         identity=identity,
         pacer=Pacer(settings.slack_update_per_minute, settings.slack_append_per_minute),
+        stream_client=make_client(settings, retry_rate_limits=False),
         deduper=make_deduper(settings, runtime),
         offline_models=offline,
     )

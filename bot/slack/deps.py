@@ -25,8 +25,13 @@ class SlackDeps:
     pacer: Pacer
     deduper: Deduper
     offline_models: frozenset[str]
+    stream_client: AsyncWebClient | None = None  # without automatic 429 retries
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     channel_names: dict[str, tuple[str, bool]] = field(default_factory=dict)
+
+    @property
+    def streaming_client(self) -> AsyncWebClient:
+        return self.stream_client or self.client
 
     def spawn(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run slow work after the ack; keep a reference so shutdown can wait for it."""

@@ -74,6 +74,11 @@ async def prepare(settings: Settings) -> tuple[Runtime, SlackDeps]:
     runtime = await build_runtime(settings)
     client = make_client(settings)
     deps = build_deps(settings, runtime, client)
+    try:
+        auth = await client.auth_test()
+        deps.identity.team_id = auth.get("team_id")
+    except Exception as exc:  # Slack down at start: external users are still caught by is_stranger
+        log.warning("auth.test failed at start (%s)", exc.__class__.__name__)
     runtime.pipeline.deps.identity = deps.identity
     return runtime, deps
 

@@ -49,7 +49,7 @@ class SlackStandIn:
     channels: dict[str, dict[str, Any]] = field(default_factory=dict)
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     messages: dict[str, Message] = field(default_factory=dict)
-    faults: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    faults: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
     native_streaming: bool = True
     url: str = ""
     socket_acks: list[dict[str, Any]] = field(default_factory=list)
