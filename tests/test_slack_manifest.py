@@ -24,6 +24,7 @@ METHOD_SCOPES = {
     "users_info": "users:read",
     "usergroups_list": "usergroups:read",
     "views_open": None,
+    "auth_test": None,
     "assistant_threads_setStatus": "assistant:write",
     "assistant_threads_setTitle": "assistant:write",
     "assistant_threads_setSuggestedPrompts": "assistant:write",
