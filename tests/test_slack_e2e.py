@@ -99,6 +99,25 @@ async def test_chat_update_fallback_when_native_streaming_is_unavailable(slack) 
     assert row.answer and row.answer.split(". [")[0] in answer.full_text()
 
 
+async def test_a_minimal_slack_api_without_streaming_or_directory_still_gets_answers(slack) -> None:
+    slack.api.missing |= {
+        "chat.startStream",
+        "conversations.info",
+        "usergroups.list",
+        "assistant.threads.setStatus",
+    }
+    await slack.event(mention("UEVE", "Where do I submit expenses?", "150.1"))
+    await slack.settle()
+    (answer,) = answers_in(slack, "C1")
+    assert "Pleo" in answer.full_text()
+
+
+async def test_url_verification_challenge(slack) -> None:
+    body = json.dumps({"type": "url_verification", "token": "t", "challenge": "c-123"})
+    status, text, _ = await slack.post(body, "application/json")
+    assert status == 200 and "c-123" in text
+
+
 @pytest.mark.parametrize("method", ["chat.appendStream", "chat.update"])
 async def test_a_429_never_loses_text(slack, method: str) -> None:
     if method == "chat.update":

@@ -13,7 +13,6 @@ import logging
 from typing import Any
 
 from cachetools import TTLCache
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import WorkspaceConfig
@@ -61,10 +60,9 @@ class SlackIdentityResolver:
                 uid: str
                 for uid in group.get("users", []) or []:
                     members.setdefault(uid, set()).add(handle)
-        except SlackApiError as exc:
+        except Exception as exc:  # missing scope or Slack unreachable: config groups still count
             log.warning(
-                "usergroups.list failed (%s); using config groups only",
-                exc.response.get("error") if exc.response else exc,
+                "usergroups.list failed (%s); using config groups only", exc.__class__.__name__
             )
         result = {uid: frozenset(h) for uid, h in members.items()}
         self._groups["all"] = result
@@ -77,12 +75,8 @@ class SlackIdentityResolver:
                 return cached
             try:
                 resp = await self.client.users_info(user=ref)
-            except SlackApiError as exc:
-                log.warning(
-                    "users.info failed for %s: %s",
-                    ref,
-                    exc.response.get("error") if exc.response else exc,
-                )
+            except Exception as exc:
+                log.warning("users.info failed for %s: %s", ref, exc.__class__.__name__)
                 raise UnknownPerson("I couldn't look you up in Slack just now.") from None
             user: dict[str, Any] = resp.get("user") or {}
             profile = user.get("profile") or {}

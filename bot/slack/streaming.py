@@ -25,16 +25,6 @@ from bot.slack.text import escape, split_text
 
 log = logging.getLogger("concierge.slack.stream")
 
-NATIVE_UNSUPPORTED = {
-    "method_not_supported_for_channel_type",
-    "not_allowed_token_type",
-    "unknown_method",
-    "method_deprecated",
-    "not_implemented",
-    "invalid_arguments",
-    "missing_scope",
-}
-
 
 @dataclass
 class Target:
@@ -42,6 +32,14 @@ class Target:
     thread_ts: str | None
     team: str
     user: str | None = None  # the asker, for native streaming's recipient
+
+
+def slack_error(exc: SlackApiError) -> str:
+    """Slack's error code, or the HTTP status when the body was not Slack's JSON."""
+    data = getattr(exc.response, "data", None)
+    if isinstance(data, dict) and data.get("error"):
+        return str(data["error"])
+    return f"HTTP {getattr(exc.response, 'status_code', '?')}"
 
 
 def retry_after(exc: SlackApiError) -> float | None:
@@ -173,18 +171,13 @@ class SlackStreamer:
             try:
                 await self._send_native(text)
             except SlackApiError as exc:
-                if (
-                    exc.response is not None
-                    and exc.response.get("error") in NATIVE_UNSUPPORTED
-                    and self.ts is None
-                ):
-                    log.info(
-                        "native streaming unavailable (%s); using chat.update",
-                        exc.response.get("error"),
-                    )
-                    self.native = False
-                else:
+                if self.ts is not None:
                     raise
+                # Starting a native stream failed for a reason other than a rate limit (the
+                # method is unknown here, the channel type unsupported, a proxy lacks it):
+                # the answer goes out with chat.postMessage + chat.update instead.
+                log.info("native streaming unavailable (%s); using chat.update", slack_error(exc))
+                self.native = False
             else:
                 if complete:
                     await self._stop(text, blocks=None)

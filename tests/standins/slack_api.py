@@ -53,6 +53,7 @@ class SlackStandIn:
     native_streaming: bool = True
     url: str = ""
     socket_acks: list[dict[str, Any]] = field(default_factory=list)
+    missing: set[str] = field(default_factory=set)  # methods answered with HTTP 404
 
     def __post_init__(self) -> None:
         self._ts = itertools.count(1)
@@ -98,6 +99,8 @@ class SlackStandIn:
                 with contextlib.suppress(ValueError):
                     params[key] = json.loads(params[key])
         self.calls.append((method, params))
+        if method in self.missing:
+            return web.Response(status=404, text="not found")
         queue = self.faults.get(method)
         if queue:
             status, retry = queue.pop(0)
