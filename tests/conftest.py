@@ -12,10 +12,11 @@ import os
 import sys
 import textwrap
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -301,3 +302,45 @@ def cli(env: dict[str, str], monkeypatch: pytest.MonkeyPatch):  # type: ignore[n
 
 def dedent(text: str) -> str:
     return textwrap.dedent(text).lstrip()
+
+
+# --- the Slack app served over HTTP against the Slack Web API stand-in ------------------
+
+
+@pytest.fixture
+async def slack(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Any]:
+    import aiohttp
+
+    from bot.settings import Settings
+    from bot.slack.app import build_app
+    from bot.slack.server import prepare, start_http
+    from tests.slack_helpers import SECRET, SlackDriver
+    from tests.standins import slack_api
+    from tests.standins.slack_api import SlackStandIn
+
+    api = SlackStandIn()
+    api.add_user("UEVE", "eve@canary.test")
+    api.add_user("UHANA", "hana@canary.test")
+    api.add_user("UMAYA", "maya@canary.test")
+    api.add_user("UGUS", "gus@partner.test", is_restricted=True)
+    api.add_user("UNOMAIL", None)
+    api.add_user("UEXT", "eve@canary.test", team_id="T9")  # Slack Connect: another workspace
+    api.usergroups = [{"id": "S1", "handle": "finance", "users": ["UMAYA"]}]
+    api.channels = {"C1": {"id": "C1", "name": "general"}, "C2": {"id": "C2", "name": "ops"}}
+    api_runner = await slack_api.start(api)
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test-token")
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", SECRET)
+    monkeypatch.setenv("SLACK_API_URL", api.url.rstrip("/"))
+    monkeypatch.setenv("CONCIERGE_SLACK_UPDATES_PER_MIN", "6000")
+    monkeypatch.setenv("CONCIERGE_SLACK_APPENDS_PER_MIN", "6000")
+    runtime, deps = await prepare(Settings())
+    runner, port = await start_http(build_app(deps), deps, "127.0.0.1", 0)
+    async with aiohttp.ClientSession() as session:
+        driver = SlackDriver(f"http://127.0.0.1:{port}", api, deps, session)
+        try:
+            yield driver
+            await driver.settle()
+        finally:
+            await runner.cleanup()
+            await api_runner.cleanup()
+            runtime.close()

@@ -5,50 +5,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import pytest
 from sqlalchemy import select
 
-from bot.settings import Settings
-from bot.slack.app import build_app
-from bot.slack.server import prepare, start_http
 from bot.store.models import Exchange, Feedback
-from tests.slack_helpers import SECRET, SlackDriver, dm, mention, sign
+from tests.slack_helpers import SlackDriver, dm, mention, sign
 from tests.standins import slack_api
-from tests.standins.slack_api import SlackStandIn
-
-
-@pytest.fixture
-async def slack(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[SlackDriver]:
-    api = SlackStandIn()
-    api.add_user("UEVE", "eve@canary.test")
-    api.add_user("UHANA", "hana@canary.test")
-    api.add_user("UMAYA", "maya@canary.test")
-    api.add_user("UGUS", "gus@partner.test", is_restricted=True)
-    api.add_user("UNOMAIL", None)
-    api.add_user("UEXT", "eve@canary.test", team_id="T9")  # Slack Connect: another workspace
-    api.usergroups = [{"id": "S1", "handle": "finance", "users": ["UMAYA"]}]
-    api.channels = {"C1": {"id": "C1", "name": "general"}, "C2": {"id": "C2", "name": "ops"}}
-    api_runner = await slack_api.start(api)
-    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test-token")
-    monkeypatch.setenv("SLACK_SIGNING_SECRET", SECRET)
-    monkeypatch.setenv("SLACK_API_URL", api.url.rstrip("/"))
-    monkeypatch.setenv("CONCIERGE_SLACK_UPDATES_PER_MIN", "6000")
-    monkeypatch.setenv("CONCIERGE_SLACK_APPENDS_PER_MIN", "6000")
-    runtime, deps = await prepare(Settings())
-    runner, port = await start_http(build_app(deps), deps, "127.0.0.1", 0)
-    async with aiohttp.ClientSession() as session:
-        driver = SlackDriver(f"http://127.0.0.1:{port}", api, deps, session)
-        try:
-            yield driver
-            await driver.settle()
-        finally:
-            await runner.cleanup()
-            await api_runner.cleanup()
-            runtime.close()
 
 
 def exchanges(slack: SlackDriver) -> list[Exchange]:

@@ -16,6 +16,7 @@ MANIFEST = yaml.safe_load((ROOT / "manifest.yml").read_text())
 METHOD_SCOPES = {
     "chat_postMessage": "chat:write",
     "chat_update": "chat:write",
+    "chat_postEphemeral": "chat:write",
     "chat_startStream": "chat:write",
     "chat_appendStream": "chat:write",
     "chat_stopStream": "chat:write",

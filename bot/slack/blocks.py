@@ -136,5 +136,6 @@ HELP = (
     "directly, or open me in the assistant panel. I answer from the sources you may read and "
     "cite them.\n"
     "• `/concierge QUESTION` — ask privately\n"
+    "• `/concierge access …` — admins: grant, revoke, list, who-can, audit\n"
     "• `/concierge help` — this message"
 )

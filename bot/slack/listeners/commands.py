@@ -7,14 +7,17 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
+from bot.core.admin import AccessAdmin
+from bot.errors import UsageError
 from bot.slack import ids
+from bot.slack.access_command import run_access
 from bot.slack.blocks import HELP
 from bot.slack.deps import SlackDeps
-from bot.slack.questions import answer_message
+from bot.slack.questions import answer_message, channel_name
 
 log = logging.getLogger("concierge.slack.commands")
-SUBCOMMANDS = {"help", "ask"}
-LATER = {"access", "report"}
+SUBCOMMANDS = {"help", "ask", "access"}
+LATER = {"report"}
 
 
 def register(app: AsyncApp, deps: SlackDeps) -> None:
@@ -31,6 +34,10 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
                 text=f"`{ids.COMMAND} {verb}` isn't available in this version yet. "
                 f"Try `{ids.COMMAND} help`."
             )
+            return
+        if verb == "access":
+            await ack()
+            deps.spawn(access(deps, command, rest))
             return
         question = rest if verb == "ask" else text
         if verb not in SUBCOMMANDS and len(text.split()) == 1 and not text.endswith("?"):
@@ -60,3 +67,33 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
                 thread_ts=posted["ts"],
             )
         )
+
+
+async def access(deps: SlackDeps, command: dict[str, Any], text: str) -> None:
+    """Run an access subcommand after the ack; the reply is ephemeral."""
+    admin = AccessAdmin(deps.runtime.store, deps.runtime.config)
+
+    async def resolve(user_id: str) -> str:
+        try:
+            return (await deps.identity.resolve(user_id)).email
+        except UsageError:
+            raise UsageError(
+                f"I couldn't find the email address of <@{user_id}> in Slack."
+            ) from None
+
+    try:
+        reply = await run_access(
+            text,
+            actor_id=command["user_id"],
+            admin=admin,
+            resolve=resolve,
+            channel_name=lambda cid: channel_name(deps, cid),
+        )
+    except UsageError as exc:
+        reply = str(exc)
+    except Exception:
+        log.exception("access command failed")
+        reply = "Sorry, that didn't work because of an error on my side. It has been logged."
+    await deps.client.chat_postEphemeral(
+        channel=command.get("channel_id", ""), user=command["user_id"], text=reply
+    )

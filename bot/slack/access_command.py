@@ -1,0 +1,131 @@
+"""``/concierge access …``: the same operations and WHO / WHAT rules as ``app.py access``.
+
+WHO may be a Slack mention (``<@U…>``, ``<!subteam^S…|@handle>``, ``<#C…|name>``, as Slack
+sends them with escaping on), an email, ``group:NAME`` or ``channel:NAME``. WHAT is a source
+name or ``role:NAME``. The actor is the Slack user, who must be an admin for grant and
+revoke; a refused attempt is audited. Replies are ephemeral text; database work runs in a
+thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from bot.core.admin import AccessAdmin, format_time, parse_duration
+from bot.errors import UsageError
+from bot.slack.text import escape
+
+USER_RE = re.compile(r"^<@([A-Z0-9]+)(?:\|[^>]*)?>$")
+GROUP_RE = re.compile(r"^<!subteam\^([A-Z0-9]+)(?:\|@?([^>]*))?>$")
+CHANNEL_RE = re.compile(r"^<#([A-Z0-9]+)(?:\|([^>]*))?>$")
+USAGE = (
+    "Usage: `/concierge access grant WHO WHAT [for 30d] [because …]`, "
+    "`revoke WHO WHAT [because …]`, `list [WHO|SOURCE]`, `who-can SOURCE`, `audit [N]`. "
+    "WHO is @person, @usergroup, #channel or an email; WHAT is a source or role:NAME."
+)
+
+Resolve = Callable[[str], Awaitable[str]]  # a Slack user id -> email
+
+
+def split_options(words: list[str]) -> tuple[list[str], str | None, str | None]:
+    """``[… for 30d because reason words]`` -> (positional, duration, reason)."""
+    reason = None
+    if "because" in words:
+        i = words.index("because")
+        reason = " ".join(words[i + 1 :]) or None
+        words = words[:i]
+    duration = None
+    if len(words) >= 2 and words[-2] == "for":
+        duration = words[-1]
+        words = words[:-2]
+    return words, duration, reason
+
+
+async def parse_who(
+    token: str, resolve: Resolve, channel_name: Callable[[str], Awaitable[str]]
+) -> str:
+    if m := USER_RE.match(token):
+        return await resolve(m.group(1))
+    if m := GROUP_RE.match(token):
+        if not m.group(2):
+            raise UsageError("I couldn't read that user group's handle; use group:NAME instead.")
+        return "group:" + m.group(2).lstrip("@").lower()
+    if m := CHANNEL_RE.match(token):
+        return "channel:" + (m.group(2) or await channel_name(m.group(1))).lower()
+    return token
+
+
+async def run_access(
+    text: str,
+    *,
+    actor_id: str,
+    admin: AccessAdmin,
+    resolve: Resolve,
+    channel_name: Callable[[str], Awaitable[str]],
+) -> str:
+    """Carry out one ``access`` subcommand; returns the reply (or raises UsageError)."""
+    words = text.split()
+    if not words:
+        return USAGE
+    op, args = words[0].lower(), words[1:]
+    if op not in ("grant", "revoke", "list", "who-can", "audit"):
+        raise UsageError(f"I don't know `access {escape(op[:30])}`. {USAGE}")
+    actor = await resolve(actor_id)
+    # Every access operation is for admins: even who-can would tell others which restricted
+    # sources exist. A refused attempt is audited.
+    await asyncio.to_thread(admin.require_admin, actor, f"use access {op}", None)
+    if op in ("grant", "revoke"):
+        positional, duration, reason = split_options(args)
+        if len(positional) != 2:
+            raise UsageError(USAGE)
+        who = await parse_who(positional[0], resolve, channel_name)
+        what = positional[1]
+        if op == "revoke" and duration:
+            raise UsageError("`revoke` takes no duration.")
+        span: timedelta | None = parse_duration(duration) if duration else None
+
+        def change() -> str:
+            if op == "grant":
+                return admin.grant(
+                    actor=actor, who=who, what=what, duration=span, reason=reason
+                ).message
+            return admin.revoke(actor=actor, who=who, what=what, reason=reason).message
+
+        return await asyncio.to_thread(change)
+    if op == "list":
+        target = await parse_who(args[0], resolve, channel_name) if args else None
+        rows = await asyncio.to_thread(admin.list_grants, target)
+        if not rows:
+            return "No active grants" + (f" for {escape(args[0])}." if args else ".")
+        return "\n".join(
+            f"#{g.id} {escape(g.principal)} → {escape(g.target)} (by {escape(g.granted_by)}"
+            + (f", until {format_time(g.expires_at)}" if g.expires_at else "")
+            + ")"
+            for g in rows
+        )
+    if op == "who-can":
+        if len(args) != 1:
+            raise UsageError("Usage: `/concierge access who-can SOURCE`")
+        lines = await asyncio.to_thread(admin.who_can, args[0])
+        return f"Who can read *{escape(args[0])}*:\n" + "\n".join(f"• {escape(x)}" for x in lines)
+    if op == "audit":
+        try:
+            n = int(args[0]) if args else 20
+        except ValueError:
+            raise UsageError("Usage: `/concierge access audit [N]`") from None
+
+        def audit() -> str:
+            events = admin.audit_log(min(n, 100))
+            if not events:
+                return "The audit log is empty."
+            return "\n".join(
+                f"{format_time(a.at)} {escape(a.actor)} {a.action} {escape(a.target or '')} "
+                f"{escape(a.subject or '')}" + (f" because {escape(a.reason)}" if a.reason else "")
+                for a in events
+            )
+
+        return await asyncio.to_thread(audit)
+    raise AssertionError(op)

@@ -1,0 +1,101 @@
+"""``/concierge access …`` through signed slash-command requests."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from bot.store.models import AuditEvent, Grant
+from tests.slack_helpers import SlackDriver
+
+
+def replies(slack: SlackDriver) -> list[str]:
+    return [p.get("text", "") for p in slack.api.called("chat.postEphemeral")]
+
+
+def audit(slack: SlackDriver) -> list[AuditEvent]:
+    with slack.deps.runtime.store.session() as s:
+        return list(s.scalars(select(AuditEvent).order_by(AuditEvent.id)))
+
+
+def grants(slack: SlackDriver) -> list[Grant]:
+    with slack.deps.runtime.store.session() as s:
+        return list(s.scalars(select(Grant).where(Grant.revoked_at.is_(None))))
+
+
+async def test_admin_grants_with_mentions_and_revokes(slack) -> None:
+    slack.api.add_user("UADA", "ada@canary.test")
+    status, _, _ = await slack.command(
+        "UADA", "access grant <@UEVE|eve> finance-notes for 30d because month-end close"
+    )
+    assert status == 200
+    await slack.command("UADA", "access grant <#C2|ops> runbooks")
+    await slack.command("UADA", "access grant <!subteam^S1|@finance> role:hr")
+    await slack.settle()
+    assert {(g.principal, g.target) for g in grants(slack)} == {
+        ("user:eve@canary.test", "finance-notes"),
+        ("channel:ops", "runbooks"),
+        ("group:finance", "role:hr"),
+    }
+    assert "Granted finance-notes to eve@canary.test until" in replies(slack)[0]
+    await slack.command("UADA", "access who-can finance-notes")
+    await slack.command("UADA", "access revoke <@UEVE> finance-notes because done")
+    await slack.command("UADA", "access audit 5")
+    await slack.settle()
+    texts = replies(slack)
+    assert "eve@canary.test (grant" in texts[3]
+    assert "Revoked finance-notes from eve@canary.test" in texts[4]
+    assert "revoke" in texts[5]
+    actions = [(a.actor, a.action, a.reason) for a in audit(slack)]
+    assert actions == [
+        ("ada@canary.test", "grant", "month-end close"),
+        ("ada@canary.test", "grant", None),
+        ("ada@canary.test", "grant", None),
+        ("ada@canary.test", "revoke", "done"),
+    ]
+
+
+async def test_a_grant_takes_effect_on_the_next_question(slack) -> None:
+    slack.api.add_user("UADA", "ada@canary.test")
+    q = "Who approves expenses above 1,000 EUR, directors or the CFO?"
+    from tests.slack_helpers import dm
+
+    await slack.event(dm("UEVE", q, "1.1"))
+    await slack.settle()
+    assert "CANARY-FIN-5D1" not in slack.api.everything_posted()
+    await slack.command("UADA", "access grant <@UEVE> finance-notes")
+    await slack.settle()
+    await slack.event(dm("UEVE", q, "1.2"))
+    await slack.settle()
+    assert "CANARY-FIN-5D1" in slack.api.everything_posted()
+
+
+async def test_non_admins_are_refused_and_the_refusal_is_audited(slack) -> None:
+    await slack.command("UEVE", "access grant <@UEVE> finance-notes because I want it")
+    await slack.command("UEVE", "access who-can finance-notes")
+    await slack.settle()
+    texts = replies(slack)
+    assert all("Only admins" in t for t in texts)
+    assert grants(slack) == []
+    refusals = audit(slack)
+    assert [(a.actor, a.action) for a in refusals] == [
+        ("eve@canary.test", "refused"),
+        ("eve@canary.test", "refused"),
+    ]
+
+
+async def test_bad_access_input_gets_a_clear_ephemeral_reply(slack) -> None:
+    slack.api.add_user("UADA", "ada@canary.test")
+    for text, expected in [
+        ("access grant <@UEVE>", "Usage"),
+        ("access grant <@UEVE> nope", "no source 'nope'"),
+        ("access grant <@UNKNOWN> handbook", "couldn't"),
+        ("access grant <@UEVE> runbooks for ever", "not a duration"),
+        ("access grant <@UEVE> runbooks because " + "x" * 3000, "under 500"),
+        ("access frobnicate", "don't know"),
+        ("access audit many", "Usage"),
+    ]:
+        await slack.command("UADA", text)
+        await slack.settle()
+        assert expected in replies(slack)[-1], (text, replies(slack)[-1])
+    assert grants(slack) == []
+    assert [a for a in audit(slack) if a.action != "refused"] == []
