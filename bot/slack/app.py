@@ -64,16 +64,13 @@ def build_app(deps: SlackDeps, *, socket_mode: bool = False) -> AsyncApp:
     async def exactly_once(
         req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[BoltResponse]]
     ) -> BoltResponse:
-        """Slack's retries and replayed requests do nothing twice.
-
-        Events are keyed on event_id (a retry keeps it); commands and clicks on their
-        signature (a replay within the 5-minute window repeats it exactly).
-        """
+        """Replayed commands and clicks do nothing twice: they are keyed on their signature
+        (a replay within the 5-minute window repeats it exactly). Events are de-duplicated by
+        their listener after the ack (on event_id and on channel+ts), so that the claim's
+        database write never delays an event's acknowledgement."""
         body: dict[str, Any] = req.body or {}
         key = None
-        if body.get("type") == "event_callback" and body.get("event_id"):
-            key = f"event:{body['event_id']}"
-        else:
+        if body.get("type") not in ("event_callback", "url_verification"):
             values = req.headers.get("x-slack-signature") or []
             signature = values[0] if values else None
             if signature:

@@ -47,13 +47,20 @@ def is_question(event: dict[str, Any], bot_user_id: str | None) -> bool:
 
 
 def register(app: AsyncApp, deps: SlackDeps) -> None:
-    async def handle(event: dict[str, Any], context: AsyncBoltContext, *, assistant: bool) -> None:
+    async def handle(
+        event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext, *, assistant: bool
+    ) -> None:
         if not is_question(event, context.bot_user_id):
             return
         channel = event.get("channel", "")
         ts = event.get("ts", "")
-        # One message can arrive as several event types (app_mention and message.im):
-        # whichever comes first answers it; the key outlives Slack's retries and restarts.
+        # Runs after the ack. A retry keeps its event_id; one message can also arrive as
+        # several event types (app_mention and message.im) with different ids but the same
+        # channel and ts. Both keys outlive Slack's retries and our restarts.
+        if body.get("event_id") and not await deps.deduper.claim(
+            f"event:{body['event_id']}", 86_400
+        ):
+            return
         if not await deps.deduper.claim(f"msg:{context.team_id}:{channel}:{ts}", 86_400):
             return
         deps.spawn(
@@ -71,15 +78,19 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         )
 
     @app.event("app_mention")
-    async def on_mention(event: dict[str, Any], context: AsyncBoltContext) -> None:
-        await handle(event, context, assistant=False)
+    async def on_mention(
+        event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        await handle(event, body, context, assistant=False)
 
     @app.event("message")
-    async def on_message(event: dict[str, Any], context: AsyncBoltContext) -> None:
+    async def on_message(
+        event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
         if event.get("channel_type") != "im":
             return  # in channels Concierge answers only when mentioned
         in_thread = bool(event.get("thread_ts"))
-        await handle(event, context, assistant=in_thread)
+        await handle(event, body, context, assistant=in_thread)
 
     @app.event("assistant_thread_started")
     async def on_thread_started(event: dict[str, Any], context: AsyncBoltContext) -> None:
