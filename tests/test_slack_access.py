@@ -99,3 +99,47 @@ async def test_bad_access_input_gets_a_clear_ephemeral_reply(slack) -> None:
         assert expected in replies(slack)[-1], (text, replies(slack)[-1])
     assert grants(slack) == []
     assert [a for a in audit(slack) if a.action != "refused"] == []
+
+
+async def test_request_goes_to_the_owner_who_approves_with_a_button(slack, workspace) -> None:
+    from bot.config import load_config
+    from tests.slack_helpers import dm
+    from tests.test_access_requests import make_requestable
+
+    make_requestable(workspace)  # the config is read at start: give the running app the new one
+    config = load_config(workspace.config)
+    slack.deps.runtime.config = config
+    slack.deps.runtime.policy.config = config
+    slack.api.add_user("UFIN", "fin@canary.test")
+    await slack.command("UEVE", "access request finance-notes because quarter close")
+    await slack.settle()
+    assert "sent to fin@canary.test" in replies(slack)[-1]
+    (ask,) = [m for m in slack.api.in_channel("DFIN") if m.blocks]
+    buttons = ask.blocks[1]["elements"]
+    assert [b["action_id"] for b in buttons] == [
+        "concierge_access_approve",
+        "concierge_access_deny",
+    ]
+
+    def click(user: str) -> dict:  # type: ignore[type-arg]
+        return {
+            "type": "block_actions",
+            "user": {"id": user},
+            "team": {"id": "T1"},
+            "container": {"type": "message", "channel_id": "DFIN", "message_ts": ask.ts},
+            "actions": [{**buttons[0], "type": "button"}],
+        }
+
+    await slack.interaction(click("UEVE"))  # the requester cannot approve their own request
+    await slack.settle()
+    assert "Only fin@canary.test" in replies(slack)[-1]
+    await slack.interaction(click("UFIN"))
+    await slack.settle()
+    assert "approved by fin@canary.test" in slack.api.messages[ask.ts].text
+    assert any("was approved" in m.text for m in slack.api.in_channel("DEVE"))
+    await slack.event(
+        dm("UEVE", "Who approves expenses above 1,000 EUR, directors or the CFO?", "9.1")
+    )
+    await slack.settle()
+    assert "CANARY-FIN-5D1" in slack.api.everything_posted()
+    assert [a.action for a in audit(slack)] == ["request", "refused", "grant", "approve"]

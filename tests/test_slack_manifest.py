@@ -23,6 +23,7 @@ METHOD_SCOPES = {
     "conversations_open": "im:write",
     "conversations_info": "channels:read",
     "users_info": "users:read",
+    "users_lookupByEmail": "users:read.email",
     "usergroups_list": "usergroups:read",
     "views_open": None,
     "auth_test": None,
@@ -77,11 +78,14 @@ def test_scopes_are_exactly_what_the_code_needs() -> None:
 
 
 def test_action_and_callback_ids_are_the_ones_the_listeners_use() -> None:
-    actions = (ROOT / "bot" / "slack" / "listeners" / "actions.py").read_text()
-    blocks = (ROOT / "bot" / "slack" / "blocks.py").read_text()
+    listeners = (ROOT / "bot" / "slack" / "listeners" / "actions.py").read_text()
+    rendered = "\n".join(
+        (ROOT / "bot" / "slack" / f).read_text() for f in ("blocks.py", "access_requests.py")
+    )
+    names = {value: name for name, value in vars(ids).items() if isinstance(value, str)}
     for action in ids.ACTION_IDS:
-        assert action in {ids.FEEDBACK_ACTION}
-        assert "ids.FEEDBACK_ACTION" in actions and "ids.FEEDBACK_ACTION" in blocks
+        assert f"@app.action(ids.{names[action]})" in listeners, action
+        assert f"ids.{names[action]}" in rendered, action
     for callback in ids.CALLBACK_IDS:
-        assert callback == ids.FEEDBACK_MODAL
-        assert "ids.FEEDBACK_MODAL" in actions and "ids.FEEDBACK_MODAL" in blocks
+        assert f"@app.view(ids.{names[callback]})" in listeners, callback
+        assert f"ids.{names[callback]}" in rendered, callback

@@ -58,6 +58,16 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("filter", nargs="?")
     wc = asub.add_parser("who-can", help="who may read a source")
     wc.add_argument("source")
+    rq = asub.add_parser("request", help="ask for access to a requestable source")
+    rq.add_argument("source")
+    rq.add_argument("--because", metavar="TEXT", required=True)
+    rq.add_argument("--as", dest="as_", metavar="EMAIL", help="the person asking")
+    for verb in ("approve", "deny"):
+        d = asub.add_parser(verb, help=f"{verb} an access request (owner or admin)")
+        d.add_argument("request_id", type=int)
+        d.add_argument("--because", metavar="TEXT")
+        d.add_argument("--actor", metavar="EMAIL", required=True)
+    asub.add_parser("requests", help="pending access requests")
     au = asub.add_parser("audit", help="the most recent audit log rows")
     au.add_argument("n", nargs="?", type=int, default=20)
 

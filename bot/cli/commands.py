@@ -6,9 +6,13 @@ import argparse
 
 from bot.cli.output import out
 from bot.config import load_config
-from bot.core.admin import AccessAdmin, format_time, parse_duration
+from bot.core.access import AccessPolicy
+from bot.core.admin import AccessAdmin, Requests, format_time, parse_duration
+from bot.core.identity import DirectoryResolver
+from bot.core.types import Audience
 from bot.errors import UsageError
 from bot.settings import Settings
+from bot.store import repo
 from bot.store.db import Store, make_engine, upgrade
 
 
@@ -45,6 +49,38 @@ def access(settings: Settings, args: argparse.Namespace) -> int:
                     actor=actor, who=args.who, what=args.what, reason=args.because
                 )
             out(result.message)
+        elif args.op == "request":
+            requests = Requests(admin)
+            directory = DirectoryResolver(config)
+            asker = directory.lookup(args.as_ or directory.default_ref())
+            with store.session() as s:
+                grants = repo.active_grant_pairs(s)
+            readable = {
+                src.name for src in AccessPolicy(config).decide(asker, Audience(), grants).readable
+            }
+            req = requests.create(
+                requester=asker.email,
+                source_name=args.source,
+                reason=args.because,
+                already_readable=args.source.strip().lower() in readable,
+            )
+            out(f"Request #{req.id} for {req.source} is waiting for {', '.join(req.approvers)}.")
+        elif args.op in ("approve", "deny"):
+            req, grant = Requests(admin).decide(
+                request_id=args.request_id,
+                actor=args.actor.strip().lower(),
+                approve=args.op == "approve",
+                reason=args.because,
+            )
+            until = f" until {format_time(grant.expires_at)}" if grant and grant.expires_at else ""
+            out(f"Request #{req.id} {req.status}: {req.requester} -> {req.source}{until}.")
+        elif args.op == "requests":
+            pending = Requests(admin).pending()
+            if not pending:
+                out("No pending access requests.")
+            for r in pending:
+                asks = ", ".join(r.approvers)
+                out(f"#{r.id} {r.requester} -> {r.source} (asks {asks}): {r.reason}")
         elif args.op == "list":
             rows = admin.list_grants(args.filter)
             if not rows:

@@ -17,7 +17,7 @@ from bot.core.access import source_token
 from bot.errors import UsageError
 from bot.store import repo
 from bot.store.db import Store
-from bot.store.models import AuditEvent, Grant, utcnow
+from bot.store.models import AccessRequest, AuditEvent, Grant, utcnow
 
 DURATION_RE = re.compile(r"^\s*(\d{1,4})\s*(m|min|h|d|w)\s*$", re.IGNORECASE)
 UNITS = {"m": "minutes", "min": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -239,3 +239,114 @@ def _label(token: str) -> str:
 def format_time(value: datetime | None) -> str:
     v = repo.as_utc(value)
     return f"{v:%Y-%m-%d %H:%M} UTC" if v else "never"
+
+
+REQUEST_GRANT = timedelta(days=90)
+
+
+class Requests:
+    """Access requests: anyone may ask for a requestable source; its owner (or an admin, when
+    the source has no owner) approves or denies. A source that is not requestable answers
+    exactly like one that does not exist."""
+
+    def __init__(self, admin: AccessAdmin) -> None:
+        self.admin = admin
+        self.config = admin.config
+        self.store = admin.store
+
+    def approvers(self, source_name: str) -> list[str]:
+        source = self.config.source(source_name)
+        if source is not None and source.owner:
+            return [source.owner]
+        return list(self.config.admins)
+
+    def create(
+        self, *, requester: str, source_name: str, reason: str | None, already_readable: bool
+    ) -> AccessRequest:
+        name = source_name.strip().lower()
+        source = self.config.source(name)
+        if source is None or not source.requestable:
+            raise UsageError(f"There is no source called {source_name!r} that you can ask for.")
+        why = self.admin._reason(reason)
+        if not why:
+            raise UsageError("Say why you need it: request SOURCE because …")
+        if already_readable:
+            raise UsageError(f"You can already read {name}.")
+        with self.store.session() as s:
+            pending = repo.pending_request(s, requester=requester, source=name)
+            if pending is not None:
+                return pending
+            request = repo.add_request(
+                s, requester=requester, source=name, reason=why, approvers=self.approvers(name)
+            )
+            repo.audit(
+                s,
+                actor=requester,
+                action="request",
+                target=f"user:{requester}",
+                subject=name,
+                reason=why,
+                details={"request_id": request.id},
+            )
+            return request
+
+    def decide(
+        self, *, request_id: int, actor: str, approve: bool, reason: str | None = None
+    ) -> tuple[AccessRequest, Grant | None]:
+        why = self.admin._reason(reason)
+        with self.store.session() as s:
+            request = repo.get_request(s, request_id)
+            if request is None:
+                raise UsageError(f"There is no access request #{request_id}.")
+            allowed = actor in (request.approvers or []) or self.admin.is_admin(actor)
+            if not allowed:
+                repo.audit(
+                    s,
+                    actor=actor,
+                    action="refused",
+                    target=f"user:{request.requester}",
+                    subject=request.source,
+                    reason="not an approver",
+                    details={"request_id": request.id},
+                )
+        if not allowed:
+            raise NotAllowed(
+                f"Only {', '.join(request.approvers or self.config.admins)} "
+                "can decide this request."
+            )
+        if request.status != "pending":
+            raise UsageError(
+                f"Request #{request_id} was already {request.status} by {request.decided_by}."
+            )
+        grant = None
+        if approve:
+            grant = self.admin.grant(
+                actor=actor,
+                who=request.requester,
+                what=request.source,
+                duration=REQUEST_GRANT,
+                reason=why or f"approved request #{request_id}",
+            ).grant
+        with self.store.session() as s:
+            request = repo.decide_request(
+                s,
+                request_id,
+                status="approved" if approve else "denied",
+                actor=actor,
+                reason=why,
+                grant_id=grant.id if grant else None,
+            )
+            repo.audit(
+                s,
+                actor=actor,
+                action="approve" if approve else "deny",
+                target=f"user:{request.requester}",
+                subject=request.source,
+                reason=why,
+                details={"request_id": request.id, "grant_id": grant.id if grant else None},
+            )
+        return request, grant
+
+    def pending(self) -> list[AccessRequest]:
+        with self.store.session() as s:
+            return repo.pending_requests(s)

@@ -23,7 +23,8 @@ GROUP_RE = re.compile(r"^<!subteam\^([A-Z0-9]+)(?:\|@?([^>]*))?>$")
 CHANNEL_RE = re.compile(r"^<#([A-Z0-9]+)(?:\|([^>]*))?>$")
 USAGE = (
     "Usage: `/concierge access grant WHO WHAT [for 30d] [because …]`, "
-    "`revoke WHO WHAT [because …]`, `list [WHO|SOURCE]`, `who-can SOURCE`, `audit [N]`. "
+    "`revoke WHO WHAT [because …]`, `list [WHO|SOURCE]`, `who-can SOURCE`, `audit [N]`; "
+    "anyone: `request SOURCE because …`. "
     "WHO is @person, @usergroup, #channel or an email; WHAT is a source or role:NAME."
 )
 

@@ -18,5 +18,7 @@ BOT_EVENTS = (
     "user_change",
     "subteam_members_changed",
 )
-ACTION_IDS = (FEEDBACK_ACTION,)
+ACCESS_APPROVE = "concierge_access_approve"  # buttons on an access request sent to its owner
+ACCESS_DENY = "concierge_access_deny"
+ACTION_IDS = (FEEDBACK_ACTION, ACCESS_APPROVE, ACCESS_DENY)
 CALLBACK_IDS = (FEEDBACK_MODAL,)

@@ -129,3 +129,24 @@ class SlackDelivery(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (Index("ix_slack_deliveries_expires_at", "expires_at"),)
+
+
+class AccessRequest(Base):
+    """Someone asked to read a requestable source; its owner (or an admin) decides."""
+
+    __tablename__ = "access_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    requester: Mapped[str] = mapped_column(String(320))
+    source: Mapped[str] = mapped_column(String(120))
+    reason: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    approvers: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    decided_by: Mapped[str | None] = mapped_column(String(320))
+    decision_reason: Mapped[str | None] = mapped_column(Text)
+    grant_id: Mapped[int | None] = mapped_column(Integer)
+    notices: Mapped[list[Any]] = mapped_column(default=list)  # where approvers were asked
+
+    __table_args__ = (Index("ix_access_requests_status", "status"),)

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from bot.core.access import ActiveGrant
 from bot.core.types import ExchangeResult
-from bot.store.models import AuditEvent, Exchange, Feedback, Grant, utcnow
+from bot.store.models import AccessRequest, AuditEvent, Exchange, Feedback, Grant, utcnow
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -181,3 +181,63 @@ def thread_turns(session: Session, *, channel: str, thread: str, limit: int) -> 
         .limit(limit)
     ).all()
     return list(reversed(rows))
+
+
+def add_request(
+    session: Session, *, requester: str, source: str, reason: str | None, approvers: list[str]
+) -> AccessRequest:
+    row = AccessRequest(requester=requester, source=source, reason=reason, approvers=approvers)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def get_request(session: Session, request_id: int) -> AccessRequest | None:
+    return session.get(AccessRequest, request_id)
+
+
+def pending_request(session: Session, *, requester: str, source: str) -> AccessRequest | None:
+    return session.scalar(
+        select(AccessRequest).where(
+            AccessRequest.requester == requester,
+            AccessRequest.source == source,
+            AccessRequest.status == "pending",
+        )
+    )
+
+
+def pending_requests(session: Session) -> list[AccessRequest]:
+    return list(
+        session.scalars(
+            select(AccessRequest)
+            .where(AccessRequest.status == "pending")
+            .order_by(AccessRequest.id)
+        )
+    )
+
+
+def decide_request(
+    session: Session,
+    request_id: int,
+    *,
+    status: str,
+    actor: str,
+    reason: str | None,
+    grant_id: int | None,
+) -> AccessRequest:
+    row = session.get(AccessRequest, request_id)
+    assert row is not None
+    row.status = status
+    row.decided_at = utcnow()
+    row.decided_by = actor
+    row.decision_reason = reason
+    row.grant_id = grant_id
+    session.flush()
+    return row
+
+
+def add_request_notice(session: Session, request_id: int, notice: dict[str, Any]) -> None:
+    row = session.get(AccessRequest, request_id)
+    if row is not None:
+        row.notices = [*(row.notices or []), notice]
+        session.flush()

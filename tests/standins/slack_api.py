@@ -156,6 +156,12 @@ class SlackStandIn:
         user = self.users.get(p.get("user", ""))
         return {"user": user} if user else {"ok": False, "error": "user_not_found"}
 
+    def api_users_lookupByEmail(self, p: dict[str, Any]) -> dict[str, Any]:
+        for user in self.users.values():
+            if (user.get("profile") or {}).get("email") == p.get("email"):
+                return {"user": user}
+        return {"ok": False, "error": "users_not_found"}
+
     def api_usergroups_list(self, p: dict[str, Any]) -> dict[str, Any]:
         return {"usergroups": self.usergroups}
 

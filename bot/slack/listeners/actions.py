@@ -9,6 +9,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot.slack import ids
+from bot.slack.access_requests import decide
 from bot.slack.blocks import feedback_modal
 from bot.slack.deps import SlackDeps
 from bot.store import repo
@@ -60,6 +61,16 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             await deps.client.views_open(
                 trigger_id=body["trigger_id"], view=feedback_modal(exchange_id)
             )
+
+    @app.action(ids.ACCESS_APPROVE)
+    async def on_approve(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        deps.spawn(decide(deps, body, action, approve=True))
+
+    @app.action(ids.ACCESS_DENY)
+    async def on_deny(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        deps.spawn(decide(deps, body, action, approve=False))
 
     @app.view(ids.FEEDBACK_MODAL)
     async def on_reason(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:

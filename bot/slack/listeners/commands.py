@@ -11,6 +11,7 @@ from bot.core.admin import AccessAdmin
 from bot.errors import UsageError
 from bot.slack import ids
 from bot.slack.access_command import run_access
+from bot.slack.access_requests import request_access
 from bot.slack.blocks import HELP
 from bot.slack.deps import SlackDeps
 from bot.slack.questions import answer_message, channel_name
@@ -82,13 +83,18 @@ async def access(deps: SlackDeps, command: dict[str, Any], text: str) -> None:
             ) from None
 
     try:
-        reply = await run_access(
-            text,
-            actor_id=command["user_id"],
-            admin=admin,
-            resolve=resolve,
-            channel_name=lambda cid: channel_name(deps, cid),
-        )
+        if text.split()[:1] == ["request"]:
+            reply = await request_access(
+                deps, user_id=command["user_id"], text=text[len("request") :]
+            )
+        else:
+            reply = await run_access(
+                text,
+                actor_id=command["user_id"],
+                admin=admin,
+                resolve=resolve,
+                channel_name=lambda cid: channel_name(deps, cid),
+            )
     except UsageError as exc:
         reply = str(exc)
     except Exception:
