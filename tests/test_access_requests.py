@@ -84,3 +84,47 @@ def test_deny_is_audited_and_grants_nothing(cli, workspace, db_url: str) -> None
     assert r.code == 0 and "denied" in r.out
     assert "No active grants" in cli("access", "list").out
     assert actions(db_url)[-1] == ("fin@canary.test", "deny", "finance-notes")
+
+
+def test_requestable_sources_are_offered_without_being_searched(cli, workspace) -> None:
+    import json
+
+    make_requestable(workspace)
+    named = json.loads(
+        cli(
+            "ask", "Where are the finance notes on approvals?", "--as", "eve@canary.test", "--json"
+        ).out
+    )
+    assert named["requestable"] == ["finance-notes"]
+    assert "request finance-notes because" in named["answer"]
+    assert "finance-notes" not in named["sources_searched"]
+    assert "CANARY-FIN-5D1" not in named["answer"]
+    unanswered = json.loads(
+        cli(
+            "ask", "What is the quarterly zebra migration?", "--as", "eve@canary.test", "--json"
+        ).out
+    )
+    assert unanswered["outcome"] == "no_answer" and unanswered["requestable"] == ["finance-notes"]
+    answered = json.loads(
+        cli("ask", "Where do I submit expenses?", "--as", "eve@canary.test", "--json").out
+    )
+    assert answered["requestable"] == []
+    # Not requestable: never offered, indistinguishable from a source that does not exist.
+    hr = json.loads(
+        cli(
+            "ask",
+            "What do the hr-policies say about salary bands?",
+            "--as",
+            "eve@canary.test",
+            "--json",
+        ).out
+    )
+    assert "hr-policies" not in hr["answer"]
+    assert "hr-policies" not in hr["requestable"]
+    # Those who can read it are not offered it.
+    fin = json.loads(
+        cli(
+            "ask", "Where are the finance notes on approvals?", "--as", "fin@canary.test", "--json"
+        ).out
+    )
+    assert fin["requestable"] == []

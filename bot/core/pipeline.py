@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from bot.config import WorkspaceConfig
+from bot.config import Source, WorkspaceConfig
 from bot.core.access import AccessDecision, AccessPolicy, ActiveGrant
 from bot.core.generate import Generation, ModelRouter
 from bot.core.identity import IdentityResolver, UnknownPerson
@@ -107,6 +107,23 @@ class Pipeline:
             await asyncio.shield(self._record(result))
         await sink.close(result)
         return result
+
+    def _offers(self, access: AccessDecision, question: str, unanswered: bool) -> list[Source]:
+        """Requestable sources the asker may not read, when they name one or nothing they may
+        read answered. Decided from names only: such a source is never searched."""
+        readable = {s.name for s in access.readable}
+        candidates = [
+            s for s in self.deps.config.sources if s.requestable and s.name not in readable
+        ]
+        low = question.lower()
+        named = [
+            s
+            for s in candidates
+            if s.name in low
+            or s.name.replace("-", " ") in low
+            or (s.title is not None and s.title.lower() in low)
+        ]
+        return named or (candidates[:3] if unanswered else [])
 
     async def _record(self, result: ExchangeResult) -> None:
         try:
@@ -217,6 +234,16 @@ class Pipeline:
         if result.notices:
             note = (
                 "\n\n(Note: " + "; ".join(result.notices) + ", so this answer may be incomplete.)"
+            )
+            answer += note
+            await emit(note)
+        offers = self._offers(access, text, gen.no_answer or not found.passages)
+        if offers:
+            result.requestable = [s.name for s in offers]
+            note = "\n\n" + " ".join(
+                f"You can ask for access to {s.title or s.name} (owned by "
+                f"{s.owner or 'the admins'}): request {s.name} because …."
+                for s in offers
             )
             answer += note
             await emit(note)

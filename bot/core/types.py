@@ -153,6 +153,7 @@ class ExchangeResult:
     request_key: str | None = None
     asker_ref: str | None = None
     notices: list[str] = field(default_factory=list)
+    requestable: list[str] = field(default_factory=list)  # sources offered for a request
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
