@@ -90,6 +90,9 @@ async def build_runtime(
         config=config,
         index_dir=settings.index_dir.resolve(),
         refresh_interval_s=settings.index_refresh_s,
+        secrets=settings.secrets_named(
+            [str(s.setting("auth_env", "")) for s in config.sources if s.setting("auth_env")]
+        ),
     )
     connectors = build_connectors(context)
     warnings: list[str] = []

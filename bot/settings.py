@@ -53,6 +53,16 @@ class Settings(BaseSettings):
         # slack_sdk joins base_url and method name; it needs exactly one slash between them.
         return value.rstrip("/") + "/"
 
+    def secrets_named(self, names: list[str]) -> dict[str, str]:
+        """Credentials a config names by environment variable (an http source's auth_env).
+
+        The one place besides the fields above where the environment is read; the config
+        file only ever holds the variable's name, never its value.
+        """
+        import os
+
+        return {n: os.environ[n] for n in names if n and n in os.environ}
+
     @property
     def effective_database_url(self) -> str:
         """DATABASE_URL, or the embedded SQLite file under the data directory."""

@@ -12,7 +12,8 @@ import asyncio
 import logging
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
@@ -43,6 +44,7 @@ class ConnectorContext:
     config: WorkspaceConfig
     index_dir: Path
     refresh_interval_s: float = 10.0
+    secrets: Mapping[str, str] = field(default_factory=dict)  # credentials named in config
 
 
 class Connector(ABC):

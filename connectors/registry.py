@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from connectors.base import Connector, ConnectorContext
 from connectors.docs import DocsConnector
+from connectors.http import HttpConnector
 
-KINDS: dict[str, type[Connector]] = {DocsConnector.kind: DocsConnector}
+KINDS: dict[str, type[Connector]] = {
+    DocsConnector.kind: DocsConnector,
+    HttpConnector.kind: HttpConnector,
+}
 
 
 def build_connectors(context: ConnectorContext) -> dict[str, Connector]:
