@@ -19,7 +19,7 @@ EMAIL_RE = re.compile(r"^[^@\s:]+@[^@\s:]+\.[^@\s:]+$")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 DataClass = Literal["public", "internal", "confidential"]
 DATA_CLASSES: tuple[DataClass, ...] = ("public", "internal", "confidential")
-SOURCE_KINDS = ("docs", "http")
+SOURCE_KINDS = ("docs", "http", "sql")
 
 
 def normalise_reader(entry: str) -> str:

@@ -91,7 +91,12 @@ async def build_runtime(
         index_dir=settings.index_dir.resolve(),
         refresh_interval_s=settings.index_refresh_s,
         secrets=settings.secrets_named(
-            [str(s.setting("auth_env", "")) for s in config.sources if s.setting("auth_env")]
+            [
+                str(s.setting(key))
+                for s in config.sources
+                for key in ("auth_env", "url_env")
+                if s.setting(key)
+            ]
         ),
     )
     connectors = build_connectors(context)

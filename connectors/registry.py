@@ -5,10 +5,12 @@ from __future__ import annotations
 from connectors.base import Connector, ConnectorContext
 from connectors.docs import DocsConnector
 from connectors.http import HttpConnector
+from connectors.sql import SqlConnector
 
 KINDS: dict[str, type[Connector]] = {
     DocsConnector.kind: DocsConnector,
     HttpConnector.kind: HttpConnector,
+    SqlConnector.kind: SqlConnector,
 }
 
 
