@@ -137,6 +137,29 @@ class Source(BaseModel):
             raise ValueError(f"{value!r} is not an email address")
         return value.strip().lower() if value else None
 
+    @model_validator(mode="after")
+    def _kind_settings(self) -> Source:
+        """Each kind's own settings, checked when the file is loaded (not at first use)."""
+        extra = self.model_extra or {}
+        if self.kind == "http":
+            url = str(extra.get("url") or "")
+            if not url.startswith(("http://", "https://")) or "{query}" not in url:
+                raise ValueError("an http source needs url: http(s)://…{query}…")
+            if extra.get("auth_header") and not extra.get("auth_env"):
+                raise ValueError("auth_header needs auth_env: the variable holding its value")
+        if self.kind == "sql":
+            if not (extra.get("url") or extra.get("url_env")):
+                raise ValueError("a sql source needs url_env (or url without a password)")
+            queries = extra.get("queries")
+            if not isinstance(queries, list) or not queries:
+                raise ValueError("a sql source needs queries: [{name, sql, fields}]")
+            for q in queries:
+                sql = str((q or {}).get("sql", "")) if isinstance(q, dict) else ""
+                first = sql.strip().split(None, 1)[0].lower() if sql.strip() else ""
+                if first not in ("select", "with") or ";" in sql.strip().rstrip(";"):
+                    raise ValueError("each sql query must be a single SELECT")
+        return self
+
     @property
     def reader_tokens(self) -> frozenset[str]:
         return frozenset(["everyone"]) if self.readers == "everyone" else frozenset(self.readers)

@@ -150,3 +150,26 @@ def test_real_process_exit_codes_and_no_traceback(env: dict[str, str]) -> None:
         timeout=120,
     )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and bad.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("{name: w, kind: http, readers: everyone}", "needs url"),
+        (
+            "{name: w, kind: http, readers: everyone, url: 'http://x/s?q={query}', "
+            "auth_header: Authorization}",
+            "auth_env",
+        ),
+        ("{name: t, kind: sql, readers: everyone, url_env: X}", "needs queries"),
+        (
+            "{name: t, kind: sql, readers: everyone, url_env: X, queries: [{name: q, "
+            "sql: 'DELETE FROM t'}]}",
+            "single SELECT",
+        ),
+    ],
+)
+def test_connector_settings_are_checked_at_load(cli, workspace, source: str, expected: str) -> None:
+    workspace.config.write_text(f"sources:\n  - {source}\n")
+    r = cli("ask", "anything?")
+    assert r.code == 2 and expected in r.err and "sources[0]" in r.err

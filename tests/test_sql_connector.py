@@ -79,7 +79,9 @@ async def test_question_text_is_only_ever_a_bound_parameter(tickets_url, tmp_pat
 
 
 async def test_writes_are_refused_and_fail_closed(tickets_url, tmp_path) -> None:
-    with pytest.raises(SourceUnavailable, match="must be one SELECT"):
+    from bot.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="single SELECT"):
         connector(tmp_path, tickets_url, sql="DELETE FROM tickets")
     sneaky = "WITH gone AS (DELETE FROM tickets RETURNING title, body, url) SELECT * FROM gone"
     if tickets_url.startswith("sqlite"):
