@@ -41,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--channel", metavar="NAME", help="answer as if posted in this channel")
     ask.add_argument("--json", action="store_true", help="print the recorded exchange as JSON")
 
+    rep = sub.add_parser("report", help="the owners' feedback report (Markdown/HTML, PNG, CSV)")
+    rep.add_argument("--days", type=int, default=7, help="the period, in days (default 7)")
+    rep.add_argument("--out", metavar="DIR", default="report", help="where to write the files")
+    rep.add_argument("--format", choices=("md", "html"), default="md")
+
     access = sub.add_parser("access", help="grant, revoke and inspect access")
     asub = access.add_subparsers(dest="op", required=True, parser_class=_Parser)
     g = asub.add_parser("grant", help="grant WHO (email, group:X, channel:X) a source or role")
@@ -106,6 +111,10 @@ def run(argv: Sequence[str] | None = None) -> int:
             from bot.slack.server import serve
 
             return asyncio.run(serve(settings))
+        if args.command == "report":
+            from bot.cli.commands import report
+
+            return report(settings, args)
         if args.command == "access":
             from bot.cli.commands import access
 

@@ -105,3 +105,28 @@ def access(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     finally:
         store.close()
+
+
+def report(settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bot.reports import metrics, render
+
+    if not 1 <= args.days <= 3660:
+        raise UsageError("--days is between 1 and 3660")
+    load_config(settings.concierge_config)  # a bad config is refused here too
+    store = Store.open(settings.effective_database_url)
+    try:
+        with store.session() as s:
+            data = metrics.load(s, days=args.days)
+    finally:
+        store.close()
+    files = render.write(data, Path(args.out), fmt=args.format)
+    sat = data.satisfaction
+    out(
+        f"{data.questions} questions from {data.askers} people in the last {args.days} days; "
+        f"satisfaction {'n/a' if sat is None else f'{sat * 100:.0f}%'}; cost ${data.cost:.4f}."
+    )
+    for f in files:
+        out(f"wrote {f}")
+    return 0

@@ -1,0 +1,227 @@
+"""``app.py report``: numbers checked against a seeded store with known values."""
+
+from __future__ import annotations
+
+import csv
+import struct
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import update
+
+from bot.core.types import Attempt, ExchangeResult
+from bot.store import repo
+from bot.store.db import Store
+from bot.store.models import Exchange
+
+NOW = datetime.now(UTC)
+
+
+def seed(db_url: str) -> None:
+    """Six exchanges in the last week, one older; votes with known outcomes.
+
+    e1 answered (handbook; offline; 100/400 ms; 2 up)          day -1, #general
+    e2 answered (runbooks; primary after fallback; 300/900 ms; 1 down "outdated — old")
+    e3 no_answer (offline; 50/100 ms; 1 down, 1 up)
+    e4 refused (rate_limited; 5/5 ms)
+    e5 answered (handbook + runbooks; primary; 200/600 ms; cost 0.02; 1 up), withheld hr
+    e6 failed (no model; 10/3000 ms)
+    e0 answered 30 days ago: outside the period
+    """
+    spec = [
+        (
+            "e1",
+            1,
+            "eve@x.test",
+            "general",
+            "answered",
+            "offline",
+            ["offline"],
+            ["handbook"],
+            0.0,
+            100,
+            400,
+            [],
+            None,
+        ),
+        (
+            "e2",
+            2,
+            "sam@x.test",
+            "general",
+            "answered",
+            "primary",
+            ["fast", "primary"],
+            ["runbooks"],
+            0.01,
+            300,
+            900,
+            [],
+            None,
+        ),
+        (
+            "e3",
+            2,
+            "eve@x.test",
+            None,
+            "no_answer",
+            "offline",
+            ["offline"],
+            [],
+            0.0,
+            50,
+            100,
+            [],
+            None,
+        ),
+        ("e4", 3, "maya@x.test", None, "refused", None, [], [], 0.0, 5, 5, [], "rate_limited"),
+        (
+            "e5",
+            3,
+            "hana@x.test",
+            "ops",
+            "answered",
+            "primary",
+            ["primary"],
+            ["handbook", "runbooks"],
+            0.02,
+            200,
+            600,
+            ["hr"],
+            None,
+        ),
+        (
+            "e6",
+            4,
+            "eve@x.test",
+            None,
+            "failed",
+            None,
+            ["primary"],
+            [],
+            0.0,
+            10,
+            3000,
+            [],
+            "timeout",
+        ),
+        (
+            "e0",
+            30,
+            "old@x.test",
+            None,
+            "answered",
+            "offline",
+            ["offline"],
+            ["handbook"],
+            9.0,
+            1,
+            1,
+            [],
+            None,
+        ),
+    ]
+    store = Store.open(db_url)
+    try:
+        for (
+            eid,
+            days_ago,
+            asker,
+            channel,
+            outcome,
+            model,
+            tried,
+            sources,
+            cost,
+            ttft,
+            total,
+            withheld,
+            err,
+        ) in spec:
+            result = ExchangeResult(
+                exchange_id=eid,
+                asker=asker,
+                question=f"question {eid}",
+                answer=f"answer {eid}",
+                outcome=outcome,
+                model=model,
+                models_tried=tried,  # type: ignore[arg-type]
+                attempts=[Attempt(model=m) for m in tried],
+                sources=[{"source": s, "title": s, "uri": f"{s}.md"} for s in sources],
+                sources_withheld=withheld,
+                cost_usd=cost,
+                ttft_ms=ttft,
+                total_ms=total,
+                channel=channel,
+                error=err,
+                prompt_name="answer",
+                prompt_version="1",
+            )
+            with store.session() as s:
+                repo.record_exchange(s, result)
+                s.execute(
+                    update(Exchange)
+                    .where(Exchange.id == eid)
+                    .values(created_at=NOW - timedelta(days=days_ago, hours=1))
+                )
+        votes = [
+            ("e1", "a@x.test", 1, None, None),
+            ("e1", "b@x.test", 1, None, None),
+            ("e2", "a@x.test", -1, "old", "outdated"),
+            ("e3", "a@x.test", -1, None, None),
+            ("e3", "b@x.test", 1, None, None),
+            ("e5", "c@x.test", 1, None, None),
+            ("e0", "a@x.test", -1, "ancient", None),
+        ]
+        for eid, voter, vote, reason, category in votes:
+            with store.session() as s:
+                repo.set_vote(
+                    s, exchange_id=eid, voter=voter, vote=vote, reason=reason, category=category
+                )
+    finally:
+        store.close()
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_report_numbers_files_and_chart(cli, db_url: str, tmp_path: Path) -> None:
+    seed(db_url)
+    out = tmp_path / "rep"
+    r = cli("report", "--days", "7", "--out", str(out))
+    assert r.code == 0, r.err
+    assert "6 questions from 4 people" in r.out
+    md = (out / "report.md").read_text()
+    assert "- Questions: 6" in md and "- Distinct askers: 4" in md
+    assert "answered 3, no_answer 1, refused 1, incomplete 0, failed 1" in md
+    assert "- Satisfaction: 67% (4 up, 2 down)" in md  # 4 / (4 + 2)
+    assert "- Feedback rate: 67%" in md  # e1, e2, e3, e5 of 6
+    assert "- Time to first token: p50 50 ms, p95 300 ms" in md  # 5 10 50 100 200 300
+    assert "- Total time: p50 400 ms, p95 3,000 ms" in md  # 5 100 400 600 900 3000
+    assert "- Fallback rate: 25%" in md  # e2 of e1, e2, e3, e5
+    assert "- Cost: $0.0300" in md
+    assert "| handbook | 2 | 3 | 0 |" in md and "| runbooks | 2 | 1 | 1 |" in md
+    assert "outdated — old" in md and "exchange e2" in md
+    assert md.index("exchange e2") < md.index("exchange e3")  # net -1 before net 0
+    assert "rate_limited 1" in md and "hr 1" in md
+    assert "- general: $0.0100" in md and "- ops: $0.0200" in md
+    assert "ancient" not in md
+    with (out / "report.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["exchange_id"] for r in rows) == ["e1", "e2", "e3", "e4", "e5", "e6"]
+    e3 = next(r for r in rows if r["exchange_id"] == "e3")
+    assert (e3["up"], e3["down"], e3["outcome"]) == ("1", "1", "no_answer")
+    assert png_size(out / "chart.png") == (1000, 500)
+
+
+def test_report_as_html_and_for_an_empty_period(cli, db_url: str, tmp_path: Path) -> None:
+    r = cli("report", "--days", "1", "--out", str(tmp_path / "h"), "--format", "html")
+    assert r.code == 0 and "0 questions" in r.out
+    page = (tmp_path / "h" / "report.html").read_text()
+    assert page.startswith("<!doctype html>") and "No answer was voted down" in page
+    assert png_size(tmp_path / "h" / "chart.png") == (1000, 500)
+    bad = cli("report", "--days", "0")
+    assert bad.code == 2 and "--days" in bad.err
