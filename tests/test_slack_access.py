@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from sqlalchemy import select
 
 from bot.store.models import AuditEvent, Grant
@@ -143,3 +145,30 @@ async def test_request_goes_to_the_owner_who_approves_with_a_button(slack, works
     await slack.settle()
     assert "CANARY-FIN-5D1" in slack.api.everything_posted()
     assert [a.action for a in audit(slack)] == ["request", "refused", "grant", "approve"]
+
+
+async def test_report_for_owners_only_by_dm_with_chart_and_csv(slack) -> None:
+    from tests.slack_helpers import dm
+
+    slack.api.add_user("UOLU", "olu@canary.test")
+    await slack.event(dm("UEVE", "Where do I submit expenses?", "3.1"))
+    await slack.settle()
+    await slack.command("UEVE", "report 7d")
+    await slack.settle()
+    assert "Only the bot's owners" in replies(slack)[-1]
+    assert slack.api.uploads == {}
+    await slack.command("UOLU", "report 30d")
+    await slack.settle()
+    assert "direct messages" in replies(slack)[-1]
+    (summary,) = [m for m in slack.api.in_channel("DOLU") if m.blocks]
+    text = json.dumps(summary.blocks)
+    assert "last 30 days" in text and "*Questions:* 1 from 1 people" in text
+    files = {f["filename"]: f for f in slack.api.uploads.values()}
+    assert (
+        files["chart.png"]["data"].startswith(b"\x89PNG")
+        and files["chart.png"]["channel"] == "DOLU"
+    )
+    assert files["report.csv"]["data"].decode().startswith("exchange_id,")
+    await slack.command("UOLU", "report forever")
+    await slack.settle()
+    assert "Usage" in replies(slack)[-1]

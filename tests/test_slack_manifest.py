@@ -27,6 +27,7 @@ METHOD_SCOPES = {
     "usergroups_list": "usergroups:read",
     "views_open": None,
     "auth_test": None,
+    "files_upload_v2": "files:write",
     "assistant_threads_setStatus": "assistant:write",
     "assistant_threads_setTitle": "assistant:write",
     "assistant_threads_setSuggestedPrompts": "assistant:write",

@@ -137,5 +137,6 @@ HELP = (
     "cite them.\n"
     "• `/concierge QUESTION` — ask privately\n"
     "• `/concierge access …` — admins: grant, revoke, list, who-can, audit\n"
+    "• `/concierge report [7d|30d]` — owners: the feedback report, by DM\n"
     "• `/concierge help` — this message"
 )

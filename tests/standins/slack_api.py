@@ -54,6 +54,7 @@ class SlackStandIn:
     url: str = ""
     socket_acks: list[dict[str, Any]] = field(default_factory=list)
     missing: set[str] = field(default_factory=set)  # methods answered with HTTP 404
+    uploads: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._ts = itertools.count(1)
@@ -162,6 +163,22 @@ class SlackStandIn:
                 return {"user": user}
         return {"ok": False, "error": "users_not_found"}
 
+    def api_files_getUploadURLExternal(self, p: dict[str, Any]) -> dict[str, Any]:
+        file_id = f"F{len(self.uploads) + 1}"
+        self.uploads[file_id] = {"filename": p.get("filename"), "data": b""}
+        return {"file_id": file_id, "upload_url": self.url.replace("/api/", f"/upload/{file_id}")}
+
+    async def upload(self, request: web.Request) -> web.Response:
+        self.uploads[request.match_info["file_id"]]["data"] = await request.read()
+        return web.Response(text="OK")
+
+    def api_files_completeUploadExternal(self, p: dict[str, Any]) -> dict[str, Any]:
+        files = p.get("files")
+        files = json.loads(files) if isinstance(files, str) else files
+        for f in files or []:
+            self.uploads[f["id"]].update(channel=p.get("channel_id"), title=f.get("title"))
+        return {"files": [{"id": f["id"]} for f in files or []]}
+
     def api_usergroups_list(self, p: dict[str, Any]) -> dict[str, Any]:
         return {"usergroups": self.usergroups}
 
@@ -217,6 +234,7 @@ async def start(standin: SlackStandIn) -> web.AppRunner:
     app.router.add_post("/api/{method}", standin.handle)
     app.router.add_get("/api/{method}", standin.handle)
     app.router.add_get("/link", standin.socket)
+    app.router.add_post("/upload/{file_id}", standin.upload)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -15,10 +15,11 @@ from bot.slack.access_requests import request_access
 from bot.slack.blocks import HELP
 from bot.slack.deps import SlackDeps
 from bot.slack.questions import answer_message, channel_name
+from bot.slack.report import send_report
 
 log = logging.getLogger("concierge.slack.commands")
-SUBCOMMANDS = {"help", "ask", "access"}
-LATER = {"report"}
+SUBCOMMANDS = {"help", "ask", "access", "report"}
+LATER: set[str] = set()
 
 
 def register(app: AsyncApp, deps: SlackDeps) -> None:
@@ -39,6 +40,10 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         if verb == "access":
             await ack()
             deps.spawn(access(deps, command, rest))
+            return
+        if verb == "report":
+            await ack()
+            deps.spawn(report(deps, command, rest))
             return
         question = rest if verb == "ask" else text
         if verb not in SUBCOMMANDS and len(text.split()) == 1 and not text.endswith("?"):
@@ -100,6 +105,20 @@ async def access(deps: SlackDeps, command: dict[str, Any], text: str) -> None:
     except Exception:
         log.exception("access command failed")
         reply = "Sorry, that didn't work because of an error on my side. It has been logged."
+    await deps.client.chat_postEphemeral(
+        channel=command.get("channel_id", ""), user=command["user_id"], text=reply
+    )
+
+
+async def report(deps: SlackDeps, command: dict[str, Any], text: str) -> None:
+    """Owners only; the report itself goes to the owner's DM."""
+    try:
+        reply = await send_report(deps, user_id=command["user_id"], text=text)
+    except UsageError as exc:
+        reply = str(exc)
+    except Exception:
+        log.exception("report command failed")
+        reply = "Sorry, the report failed because of an error on my side. It has been logged."
     await deps.client.chat_postEphemeral(
         channel=command.get("channel_id", ""), user=command["user_id"], text=reply
     )
