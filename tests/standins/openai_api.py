@@ -1,0 +1,108 @@
+"""A local OpenAI-compatible chat completions server (real HTTP, port 0, server-sent events),
+with injectable faults: a first-token delay, a per-token delay, an HTTP status, a hang, and a
+connection dropped after K tokens. Usage is reported in the final chunk when asked for."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class OpenAIStandIn:
+    reply: str = "Submit expenses in Pleo within thirty days. [1]"
+    first_token_s: float = 0.0
+    token_s: float = 0.0
+    status: int = 200
+    retry_after: int | None = None
+    hang: bool = False
+    drop_after: int | None = None
+    prompt_tokens: int = 321
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    url: str = ""
+
+    def tokens(self) -> list[str]:
+        words = self.reply.split(" ")
+        return [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)]
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.requests.append(
+            {"body": body, "auth": request.headers.get("Authorization"), "at": time.monotonic()}
+        )
+        if self.status != 200:
+            headers = {"Retry-After": str(self.retry_after)} if self.retry_after else {}
+            return web.json_response(
+                {"error": {"message": "stand-in failure", "type": "server"}},
+                status=self.status,
+                headers=headers,
+            )
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        if self.hang:
+            await asyncio.sleep(3600)
+        await asyncio.sleep(self.first_token_s)
+        model = body.get("model", "m")
+
+        async def send(payload: dict[str, Any]) -> None:
+            await resp.write(f"data: {json.dumps(payload)}\n\n".encode())
+
+        tokens = self.tokens()
+        for i, tok in enumerate(tokens):
+            if self.drop_after is not None and i >= self.drop_after:
+                request.transport.close()  # type: ignore[union-attr]
+                return resp
+            if i:
+                await asyncio.sleep(self.token_s)
+            await send(
+                {
+                    "id": "c1",
+                    "object": "chat.completion.chunk",
+                    "created": 0,
+                    "model": model,
+                    "choices": [{"index": 0, "delta": {"content": tok}, "finish_reason": None}],
+                }
+            )
+        await send(
+            {
+                "id": "c1",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": model,
+                "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+            }
+        )
+        if (body.get("stream_options") or {}).get("include_usage"):
+            await send(
+                {
+                    "id": "c1",
+                    "object": "chat.completion.chunk",
+                    "created": 0,
+                    "model": model,
+                    "choices": [],
+                    "usage": {
+                        "prompt_tokens": self.prompt_tokens,
+                        "completion_tokens": len(tokens),
+                        "total_tokens": self.prompt_tokens + len(tokens),
+                    },
+                }
+            )
+        await resp.write(b"data: [DONE]\n\n")
+        return resp
+
+
+async def start(standin: OpenAIStandIn) -> web.AppRunner:
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", standin.completions)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    standin.url = f"http://127.0.0.1:{port}/v1"
+    return runner
