@@ -111,6 +111,7 @@ async def build_runtime(
         [registry[name] for name in config.chain],
         RouterTimings(
             first_token_timeout_s=config.routing.first_token_timeout_s,
+            hedge_after_s=config.routing.hedge_after_s,
             total_timeout_s=config.routing.total_timeout_s,
         ),
     )

@@ -94,3 +94,57 @@ async def test_confidential_passages_never_reach_the_hosted_model(provider) -> N
     assert "CANARY-HR-BANDS" in result.answer and result.model == "offline"
     assert all("CANARY-HR" not in str(r["body"]) for r in api.requests)
     assert result.attempts[0].outcome == "skipped"
+
+
+@pytest.fixture
+async def two_models(env: dict[str, str], workspace: Any, monkeypatch: Any) -> AsyncIterator[Any]:
+    """primary and backup: two OpenAI-compatible stand-ins, hedging after 0.3 s."""
+    primary, backup = OpenAIStandIn(), OpenAIStandIn(reply="Backup says: use Pleo. [1]")
+    runners = [await openai_api.start(primary), await openai_api.start(backup)]
+    models = "".join(
+        f"  - name: {name}\n    provider: openai\n    model: m-{name}\n"
+        f"    base_url: {api.url}\n    price: {{input: 1.0, output: 1.0}}\n"
+        for name, api in (("primary", primary), ("backup", backup))
+    )
+    text = workspace.config.read_text().replace(
+        "limits:",
+        (
+            "models:\n" + models + "  - {name: offline, provider: offline}\n"
+            "routing: {chain: [primary, backup, offline], first_token_timeout_s: 5, "
+            "hedge_after_s: 0.3, total_timeout_s: 20}\nlimits:"
+        ),
+    )
+    workspace.config.write_text(text)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-stand-in")
+    runtime = await build_runtime(Settings())
+    yield primary, backup, runtime
+    runtime.close()
+    for r in runners:
+        await r.cleanup()
+
+
+async def test_timeline_hedge_starts_at_the_hedge_delay_not_the_deadline(two_models) -> None:
+    primary, backup, runtime = two_models
+    primary.hang = True
+    result, sink = await ask(runtime)
+    started = primary.requests[0]["at"]
+    hedge_gap = backup.requests[0]["at"] - started
+    assert 0.25 <= hedge_gap < 2.0  # the hedge delay (0.3 s), far from the 5 s deadline
+    assert sink.text.startswith("Backup says")
+    assert result.model == "backup" and result.models_tried == ["primary", "backup"]
+    lost = result.attempts[0]
+    assert lost.outcome == "cancelled" and lost.cost_usd > 0 and lost.tokens_estimated
+    assert any("slow" in s for s in sink.statuses)
+
+
+async def test_a_losing_hedge_is_cancelled_and_still_billed(two_models) -> None:
+    primary, backup, runtime = two_models
+    primary.first_token_s = 0.6  # slow, but faster than the backup
+    backup.first_token_s = 3.0
+    result, sink = await ask(runtime)
+    assert sink.text.startswith("Submit expenses")
+    assert result.model == "primary"
+    assert [a.outcome for a in result.attempts[:2]] == ["answered", "cancelled"]
+    assert result.attempts[1].cost_usd > 0
+    assert result.cost_usd == pytest.approx(sum(a.cost_usd for a in result.attempts))
+    assert len(backup.requests) == 1

@@ -41,6 +41,7 @@ class Generation:
 @dataclass(frozen=True)
 class RouterTimings:
     first_token_timeout_s: float = 4.0
+    hedge_after_s: float | None = None  # start the next link too if none has started by then
     stall_timeout_s: float = 20.0
     total_timeout_s: float = 60.0
 
@@ -83,45 +84,102 @@ class ModelRouter:
         status: Status,
         started: float,
     ) -> AsyncIterator[str]:
-        """Yield answer text; ``result`` holds the attempts, usage and outcome."""
+        """Yield answer text; ``result`` holds the attempts, usage and outcome.
+
+        Until some model shows its first token, links race: the next link starts when the
+        current ones fail, pass their first-token deadline, or (hedging) have shown nothing
+        after ``hedge_after_s``. The first to produce a token wins; the others are cancelled
+        and their attempts (and cost) recorded. After that the winner streams alone.
+        """
         messages: list[BaseMessage] = [SystemMessage(system), HumanMessage(user)]
         deadline = time.monotonic() + self.timings.total_timeout_s
+        links = iter(self.chain)
+        racing: list[_Runner] = []
         previous: str | None = None
-        for link in self.chain:
-            attempt = Attempt(model=link.name, started_ms=_ms(started))
-            result.attempts.append(attempt)
-            if not data_classes <= link.spec.accepted_classes:
-                attempt.outcome = "skipped"
-                attempt.error = "data_class"
+
+        def start_next() -> bool:
+            for link in links:
+                attempt = Attempt(model=link.name, started_ms=_ms(started))
+                result.attempts.append(attempt)
+                if not data_classes <= link.spec.accepted_classes:
+                    attempt.outcome, attempt.error = "skipped", "data_class"
+                    continue
+                racing.append(_Runner(self, link, messages, attempt, deadline, started, user))
+                return True
+            return False
+
+        start_next()
+        winner: _Runner | None = None
+        first_piece = ""
+        while winner is None:
+            if not racing:
+                result.error = result.error or "no model could answer"
+                return
+            now = time.monotonic()
+            hedge = self.timings.hedge_after_s
+            newest = racing[-1]
+            wake = min(r.first_deadline for r in racing)
+            if hedge is not None and len(racing) == 1:  # one hedge at a time, to bound cost
+                wake = min(wake, newest.begun + hedge)
+            item = await _first_of(racing, max(0.0, min(wake, deadline) - now))
+            if item is None:  # a deadline or the hedge delay passed
+                now = time.monotonic()
+                for r in [r for r in racing if now >= r.first_deadline or now >= deadline]:
+                    await r.stop("timeout", "timeout")
+                    racing.remove(r)
+                    previous = r.link.name
+                    result.error = f"{r.link.name}: timeout"
+                hedge_due = (
+                    hedge is not None and len(racing) == 1 and now >= racing[0].begun + hedge
+                )
+                if (not racing or hedge_due) and start_next():
+                    lead = previous or racing[0].link.name
+                    verb = "is unavailable" if previous and len(racing) == 1 else "is slow"
+                    await status(f"The {lead} model {verb}; answering with {racing[-1].link.name}.")
                 continue
-            if previous is not None:
-                await status(f"The {previous} model is unavailable; answering with {link.name}.")
-            shown_before = len(result.text)
-            try:
-                async for piece in self._attempt(link, messages, attempt, deadline, started):
-                    result.text += piece
-                    yield piece
-            except (Exception, TimeoutError) as exc:
-                attempt.outcome = "failed" if not isinstance(exc, TimeoutError) else "timeout"
-                attempt.error = classify(exc)
+            runner, kind, payload = item
+            if kind == "chunk":
+                winner, first_piece = runner, str(payload)
+                for other in [r for r in racing if r is not runner]:
+                    await other.stop("cancelled", "lost_hedge")
+                break
+            racing.remove(runner)
+            if kind == "end":  # finished without a word: treat as a failure of that link
+                await runner.stop("failed", "empty")
+            else:
+                exc = payload if isinstance(payload, BaseException) else RuntimeError(payload)
+                await runner.stop(
+                    "timeout" if isinstance(exc, TimeoutError) else "failed", classify(exc)
+                )
+            previous = runner.link.name
+            result.error = f"{runner.link.name}: {runner.attempt.error}"
+            if not racing and start_next():
+                await status(
+                    f"The {previous} model is unavailable; answering with {racing[-1].link.name}."
+                )
+        attempt = winner.attempt
+        result.text += first_piece
+        yield first_piece
+        while True:
+            kind, payload = await winner.next()
+            if kind == "chunk":
+                result.text += str(payload)
+                yield str(payload)
+                continue
+            if kind == "end":
+                attempt.outcome = "answered"
                 attempt.ended_ms = _ms(started)
-                self._estimate_usage(link, attempt, user, result.text[shown_before:])
-                if len(result.text) > shown_before:
-                    # Text was shown: never present a broken stream as a complete answer.
-                    result.model = link.name
-                    result.error = f"{link.name}: {attempt.error} after partial output"
-                    attempt.outcome = "incomplete"
-                    return
-                previous = link.name
-                result.error = f"{link.name}: {attempt.error}"
-                continue
-            attempt.outcome = "answered"
-            attempt.ended_ms = _ms(started)
-            self._estimate_usage(link, attempt, user, result.text[shown_before:])
-            result.no_answer = attempt.no_answer
-            result.model = link.name
-            result.complete = True
-            result.error = None
+                self._estimate_usage(winner.link, attempt, user, winner.shown)
+                result.no_answer = attempt.no_answer
+                result.model = winner.link.name
+                result.complete = True
+                result.error = None
+                return
+            # Text was shown: never present a broken stream as a complete answer.
+            exc = payload if isinstance(payload, BaseException) else RuntimeError(payload)
+            await winner.stop("incomplete", classify(exc))
+            result.model = winner.link.name
+            result.error = f"{winner.link.name}: {attempt.error} after partial output"
             return
 
     async def _attempt(
@@ -183,3 +241,85 @@ class ModelRouter:
 
 def _ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 2)
+
+
+class _Runner:
+    """One model attempt running in its own task, feeding a queue of
+    ("chunk", text) | ("end", None) | ("error", exception)."""
+
+    def __init__(
+        self,
+        router: ModelRouter,
+        link: RegisteredModel,
+        messages: list[BaseMessage],
+        attempt: Attempt,
+        deadline: float,
+        started: float,
+        prompt: str,
+    ) -> None:
+        self.router = router
+        self.link = link
+        self.attempt = attempt
+        self.prompt = prompt
+        self.begun = time.monotonic()
+        self.first_deadline = self.begun + router.timings.first_token_timeout_s
+        self.shown = ""
+        self.queue: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
+        self.peeked: tuple[str, object] | None = None
+        self.task = asyncio.create_task(self._run(messages, deadline, started))
+
+    async def _run(self, messages: list[BaseMessage], deadline: float, started: float) -> None:
+        try:
+            async for piece in self.router._attempt(
+                self.link, messages, self.attempt, deadline, started
+            ):
+                self.shown += piece
+                await self.queue.put(("chunk", piece))
+            await self.queue.put(("end", None))
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # every failure is reported to the router
+            await self.queue.put(("error", exc))
+
+    async def next(self) -> tuple[str, object]:
+        if self.peeked is not None:
+            item, self.peeked = self.peeked, None
+            return item
+        return await self.queue.get()
+
+    async def stop(self, outcome: str, error: str | None) -> None:
+        """End this attempt (cancelled, timed out or failed) and bill what it used."""
+        if not self.task.done():
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.task
+        self.attempt.outcome = outcome
+        self.attempt.error = error
+        self.attempt.ended_ms = self.attempt.ended_ms or _ms_since(self.begun, self.attempt)
+        self.router._estimate_usage(self.link, self.attempt, self.prompt, self.shown)
+
+
+async def _first_of(runners: list[_Runner], wait_s: float) -> tuple[_Runner, str, object] | None:
+    """The first item any runner produces, or None when ``wait_s`` passes first. Items taken
+    from a queue but not chosen are kept in that runner's ``peeked`` slot, so none is lost
+    and each runner's order is kept."""
+    for r in runners:
+        if r.peeked is not None:
+            item, r.peeked = r.peeked, None
+            return r, item[0], item[1]
+    getters = {asyncio.ensure_future(r.queue.get()): r for r in runners}
+    _, pending = await asyncio.wait(getters, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
+    for fut in pending:
+        fut.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    completed = [f for f in getters if f.done() and not f.cancelled()]
+    if not completed:
+        return None
+    for fut in completed[1:]:
+        getters[fut].peeked = fut.result()
+    kind, payload = completed[0].result()
+    return getters[completed[0]], kind, payload
+
+
+def _ms_since(begun: float, attempt: Attempt) -> float:
+    return round(attempt.started_ms + (time.monotonic() - begun) * 1000, 2)
