@@ -211,6 +211,8 @@ class Routing(_Strict):
     first_token_timeout_s: float = Field(default=4.0, gt=0)
     hedge_after_s: float | None = Field(default=1.5, gt=0)
     total_timeout_s: float = Field(default=60.0, gt=0)
+    breaker_failures: int = Field(default=3, ge=1)
+    breaker_cooldown_s: float = Field(default=30.0, gt=0)
 
 
 class Limits(_Strict):

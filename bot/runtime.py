@@ -13,6 +13,7 @@ from typing import Any
 
 from bot.config import WorkspaceConfig, load_config
 from bot.core.access import AccessPolicy, ActiveGrant
+from bot.core.breaker import Breaker, LocalBreaker, RedisBreaker
 from bot.core.generate import ModelRouter, RouterTimings
 from bot.core.identity import DirectoryResolver, IdentityResolver
 from bot.core.limits import LocalRateLimiter, RateLimiter, RedisRateLimiter
@@ -68,6 +69,14 @@ def make_redis(settings: Settings) -> Any | None:
     return redis.Redis.from_url(settings.redis_url, socket_timeout=2)
 
 
+def make_breaker(settings: Settings, config: WorkspaceConfig) -> Breaker:
+    r = config.routing
+    client = make_redis(settings)
+    if client is not None:
+        return RedisBreaker(client, settings.redis_prefix, r.breaker_failures, r.breaker_cooldown_s)
+    return LocalBreaker(r.breaker_failures, r.breaker_cooldown_s)
+
+
 def make_limiter(settings: Settings, config: WorkspaceConfig) -> RateLimiter:
     per_minute = config.limits.questions_per_minute
     client = make_redis(settings)
@@ -114,6 +123,7 @@ async def build_runtime(
             hedge_after_s=config.routing.hedge_after_s,
             total_timeout_s=config.routing.total_timeout_s,
         ),
+        make_breaker(settings, config),
     )
     runtime = Runtime(
         settings=settings,

@@ -148,3 +148,37 @@ async def test_a_losing_hedge_is_cancelled_and_still_billed(two_models) -> None:
     assert result.attempts[1].cost_usd > 0
     assert result.cost_usd == pytest.approx(sum(a.cost_usd for a in result.attempts))
     assert len(backup.requests) == 1
+
+
+async def test_a_failing_model_is_skipped_for_a_cooldown(provider) -> None:
+    api, runtime = provider
+    api.status = 500
+    for _ in range(3):  # three failures in a row open the breaker (default)
+        await ask(runtime)
+    assert len(api.requests) == 3
+    result, sink = await ask(runtime)
+    assert len(api.requests) == 3  # not called at all while the breaker is open
+    assert result.attempts[0].outcome == "skipped" and result.attempts[0].error == "circuit_open"
+    assert result.model == "offline" and "Pleo" in sink.text
+
+
+async def test_breakers_are_shared_through_redis(redis_client) -> None:
+    from bot.core.breaker import LocalBreaker, RedisBreaker
+
+    a = RedisBreaker(redis_client, redis_client.test_prefix, failures=2, cooldown_s=0.5)
+    b = RedisBreaker(redis_client, redis_client.test_prefix, failures=2, cooldown_s=0.5)
+    await a.record("primary", False)
+    await b.record("primary", False)  # the second failure, seen by another instance
+    assert await a.is_open("primary") and await b.is_open("primary")
+    assert not await a.is_open("backup")
+    import asyncio
+
+    await asyncio.sleep(0.6)
+    assert not await b.is_open("primary")
+    local = LocalBreaker(failures=2, cooldown_s=60)
+    await local.record("m", False)
+    await local.record("m", True)  # a success resets the count
+    await local.record("m", False)
+    assert not await local.is_open("m")
+    await local.record("m", False)
+    assert await local.is_open("m")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from langchain_core.messages import AIMessageChunk, BaseMessage, HumanMessage, SystemMessage
 
+from bot.core.breaker import Breaker, LocalBreaker
 from bot.core.models import RegisteredModel
 from bot.core.offline import estimate_tokens
 from bot.core.types import Attempt
@@ -66,13 +67,19 @@ def classify(exc: BaseException) -> str:
 
 
 class ModelRouter:
-    def __init__(self, chain: list[RegisteredModel], timings: RouterTimings | None = None) -> None:
+    def __init__(
+        self,
+        chain: list[RegisteredModel],
+        timings: RouterTimings | None = None,
+        breaker: Breaker | None = None,
+    ) -> None:
         self.chain = chain
         self.timings = timings or RouterTimings()
+        self.breaker = breaker or LocalBreaker()
 
     def last_resort(self) -> ModelRouter:
         """A router with only the last link of the chain (the offline model)."""
-        return ModelRouter(self.chain[-1:], self.timings)
+        return ModelRouter(self.chain[-1:], self.timings, self.breaker)
 
     async def stream(
         self,
@@ -97,18 +104,23 @@ class ModelRouter:
         racing: list[_Runner] = []
         previous: str | None = None
 
-        def start_next() -> bool:
+        last = self.chain[-1].name if self.chain else None
+
+        async def start_next() -> bool:
             for link in links:
                 attempt = Attempt(model=link.name, started_ms=_ms(started))
                 result.attempts.append(attempt)
                 if not data_classes <= link.spec.accepted_classes:
                     attempt.outcome, attempt.error = "skipped", "data_class"
                     continue
+                if link.name != last and await self.breaker.is_open(link.name):
+                    attempt.outcome, attempt.error = "skipped", "circuit_open"
+                    continue
                 racing.append(_Runner(self, link, messages, attempt, deadline, started, user))
                 return True
             return False
 
-        start_next()
+        await start_next()
         winner: _Runner | None = None
         first_piece = ""
         while winner is None:
@@ -126,13 +138,14 @@ class ModelRouter:
                 now = time.monotonic()
                 for r in [r for r in racing if now >= r.first_deadline or now >= deadline]:
                     await r.stop("timeout", "timeout")
+                    await self.breaker.record(r.link.name, False)
                     racing.remove(r)
                     previous = r.link.name
                     result.error = f"{r.link.name}: timeout"
                 hedge_due = (
                     hedge is not None and len(racing) == 1 and now >= racing[0].begun + hedge
                 )
-                if (not racing or hedge_due) and start_next():
+                if (not racing or hedge_due) and await start_next():
                     lead = previous or racing[0].link.name
                     verb = "is unavailable" if previous and len(racing) == 1 else "is slow"
                     await status(f"The {lead} model {verb}; answering with {racing[-1].link.name}.")
@@ -144,6 +157,7 @@ class ModelRouter:
                     await other.stop("cancelled", "lost_hedge")
                 break
             racing.remove(runner)
+            await self.breaker.record(runner.link.name, False)
             if kind == "end":  # finished without a word: treat as a failure of that link
                 await runner.stop("failed", "empty")
             else:
@@ -153,7 +167,7 @@ class ModelRouter:
                 )
             previous = runner.link.name
             result.error = f"{runner.link.name}: {runner.attempt.error}"
-            if not racing and start_next():
+            if not racing and await start_next():
                 await status(
                     f"The {previous} model is unavailable; answering with {racing[-1].link.name}."
                 )
@@ -167,6 +181,7 @@ class ModelRouter:
                 yield str(payload)
                 continue
             if kind == "end":
+                await self.breaker.record(winner.link.name, True)
                 attempt.outcome = "answered"
                 attempt.ended_ms = _ms(started)
                 self._estimate_usage(winner.link, attempt, user, winner.shown)
@@ -178,6 +193,7 @@ class ModelRouter:
             # Text was shown: never present a broken stream as a complete answer.
             exc = payload if isinstance(payload, BaseException) else RuntimeError(payload)
             await winner.stop("incomplete", classify(exc))
+            await self.breaker.record(winner.link.name, False)
             result.model = winner.link.name
             result.error = f"{winner.link.name}: {attempt.error} after partial output"
             return

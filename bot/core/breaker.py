@@ -1,0 +1,75 @@
+"""A circuit breaker per model: after ``failures`` failures in a row, a model is skipped for
+``cooldown_s`` so that every question stops paying its timeout. Shared by all instances
+through Redis when REDIS_URL is set; otherwise counted in this process (behind a lock)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any, Protocol
+
+
+class Breaker(Protocol):
+    async def is_open(self, model: str) -> bool: ...
+
+    async def record(self, model: str, ok: bool) -> None: ...
+
+
+class LocalBreaker:
+    def __init__(self, failures: int = 3, cooldown_s: float = 30.0) -> None:
+        self.failures = failures
+        self.cooldown_s = cooldown_s
+        self._state: dict[str, tuple[int, float]] = {}
+        self._lock = threading.Lock()
+
+    async def is_open(self, model: str) -> bool:
+        with self._lock:
+            _, until = self._state.get(model, (0, 0.0))
+            return time.monotonic() < until
+
+    async def record(self, model: str, ok: bool) -> None:
+        with self._lock:
+            count, until = self._state.get(model, (0, 0.0))
+            if ok:
+                self._state[model] = (0, 0.0)
+                return
+            count += 1
+            if count >= self.failures:
+                self._state[model] = (0, time.monotonic() + self.cooldown_s)
+            else:
+                self._state[model] = (count, until)
+
+
+class RedisBreaker:
+    def __init__(
+        self, client: Any, prefix: str, failures: int = 3, cooldown_s: float = 30.0
+    ) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.failures = failures
+        self.cooldown_s = cooldown_s
+
+    async def is_open(self, model: str) -> bool:
+        return bool(
+            await asyncio.to_thread(self.client.exists, f"{self.prefix}breaker:{model}:open")
+        )
+
+    async def record(self, model: str, ok: bool) -> None:
+        fails = f"{self.prefix}breaker:{model}:fails"
+
+        def write() -> None:
+            if ok:
+                self.client.delete(fails)
+                return
+            pipe = self.client.pipeline()
+            pipe.incr(fails)
+            pipe.expire(fails, int(self.cooldown_s * 4) + 1)
+            count = int(pipe.execute()[0])
+            if count >= self.failures:
+                self.client.set(
+                    f"{self.prefix}breaker:{model}:open", "1", px=int(self.cooldown_s * 1000)
+                )
+                self.client.delete(fails)
+
+        await asyncio.to_thread(write)
