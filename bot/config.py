@@ -44,7 +44,9 @@ def normalise_reader(entry: str) -> str:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Unknown keys are kept aside and reported as warnings rather than refused, so that a
+    # config written for a newer Concierge still starts (see ``unknown_keys``).
+    model_config = ConfigDict(extra="allow", frozen=True)
 
 
 class Person(_Strict):
@@ -318,6 +320,26 @@ def _field_path(loc: tuple[Any, ...], data: Any) -> str:
             parts.append(("." if parts else "") + key)
             node = node.get(key) if isinstance(node, dict) else None
     return "".join(parts) or "(top level)"
+
+
+def unknown_keys(model: BaseModel, where: str = "") -> list[str]:
+    """Dotted paths of keys the config has but this version does not know (ignored).
+    Sources and models keep extra keys on purpose (kind- and provider-specific settings)."""
+    found: list[str] = []
+    if not isinstance(model, (Source, ModelSpec)):
+        found += [f"{where}{k}" for k in (model.model_extra or {})]
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        items = (
+            value
+            if isinstance(value, tuple)
+            else (value.values() if isinstance(value, dict) else [value])
+        )
+        for i, item in enumerate(items):
+            if isinstance(item, BaseModel):
+                label = name if not isinstance(value, (tuple, dict)) else f"{name}[{i}]"
+                found += unknown_keys(item, f"{where}{label}.")
+    return found
 
 
 def load_config(path: Path) -> WorkspaceConfig:

@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from bot.config import WorkspaceConfig, load_config
+from bot.config import WorkspaceConfig, load_config, unknown_keys
 from bot.core.access import AccessPolicy, ActiveGrant
 from bot.core.breaker import Breaker, LocalBreaker, RedisBreaker
 from bot.core.generate import ModelRouter, RouterTimings
@@ -109,7 +109,10 @@ async def build_runtime(
         ),
     )
     connectors = build_connectors(context)
-    warnings: list[str] = []
+    warnings: list[str] = [
+        f"config file {config.path}: '{key}' is not a known setting and is ignored"
+        for key in unknown_keys(config)
+    ]
     if prepare:
         for found in await asyncio.gather(*(c.prepare() for c in connectors.values())):
             warnings.extend(found)

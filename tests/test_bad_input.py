@@ -173,3 +173,15 @@ def test_connector_settings_are_checked_at_load(cli, workspace, source: str, exp
     workspace.config.write_text(f"sources:\n  - {source}\n")
     r = cli("ask", "anything?")
     assert r.code == 2 and expected in r.err and "sources[0]" in r.err
+
+
+def test_unknown_keys_are_reported_and_ignored_not_fatal(cli, workspace) -> None:
+    text = workspace.config.read_text().replace(
+        "limits: {questions_per_minute: 1000}",
+        "limits: {questions_per_minute: 1000, daily_budget_usd: 5}\nretention_days: 90",
+    )
+    workspace.config.write_text(text)
+    r = cli("ask", "Where do I submit expenses?", "--as", "eve@canary.test")
+    assert r.code == 0 and "Pleo" in r.out
+    assert "'retention_days' is not a known setting" in r.err
+    assert "'limits.daily_budget_usd' is not a known setting" in r.err
