@@ -5,12 +5,13 @@ connection dropped after K tokens. Usage is reported in the final chunk when ask
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
+from aiohttp import ClientConnectionResetError, web
 
 
 @dataclass
@@ -46,8 +47,18 @@ class OpenAIStandIn:
         await resp.prepare(request)
         if self.hang:
             await asyncio.sleep(3600)
-        await asyncio.sleep(self.first_token_s)
         model = body.get("model", "m")
+        # The client may give up (a deadline, a lost hedge): normal for a stand-in.
+        with contextlib.suppress(
+            ConnectionResetError, ClientConnectionResetError, asyncio.CancelledError
+        ):
+            await self._stream(request, resp, body, model)
+        return resp
+
+    async def _stream(
+        self, request: web.Request, resp: web.StreamResponse, body: dict[str, Any], model: str
+    ) -> None:
+        await asyncio.sleep(self.first_token_s)
 
         async def send(payload: dict[str, Any]) -> None:
             await resp.write(f"data: {json.dumps(payload)}\n\n".encode())
@@ -56,7 +67,7 @@ class OpenAIStandIn:
         for i, tok in enumerate(tokens):
             if self.drop_after is not None and i >= self.drop_after:
                 request.transport.close()  # type: ignore[union-attr]
-                return resp
+                return
             if i:
                 await asyncio.sleep(self.token_s)
             await send(
@@ -93,7 +104,6 @@ class OpenAIStandIn:
                 }
             )
         await resp.write(b"data: [DONE]\n\n")
-        return resp
 
 
 async def start(standin: OpenAIStandIn) -> web.AppRunner:
