@@ -215,11 +215,18 @@ class Routing(_Strict):
     total_timeout_s: float = Field(default=60.0, gt=0)
     breaker_failures: int = Field(default=3, ge=1)
     breaker_cooldown_s: float = Field(default=30.0, gt=0)
+    # The cheaper chain used near a cost budget's soft limit; default: the chain without its
+    # first link.
+    step_down_chain: tuple[str, ...] | None = None
 
 
 class Limits(_Strict):
     questions_per_minute: int = Field(default=20, ge=1)
     max_question_chars: int = Field(default=4000, ge=100)
+    person_daily_usd: float | None = Field(default=None, ge=0)
+    workspace_monthly_usd: float | None = Field(default=None, ge=0)
+    # Past this share of a budget, answers come from the routing's step-down chain.
+    budget_soft_fraction: float = Field(default=0.8, gt=0, le=1)
 
 
 class Retrieval(_Strict):
@@ -277,6 +284,9 @@ class WorkspaceConfig(_Strict):
         for link in self.routing.chain:
             if link not in names:
                 raise ValueError(f"routing.chain names {link!r}, which is not in models")
+        for link in self.routing.step_down_chain or ():
+            if link not in names:
+                raise ValueError(f"routing.step_down_chain names {link!r}, which is not in models")
         return self
 
     def source(self, name: str) -> Source | None:
@@ -292,6 +302,15 @@ class WorkspaceConfig(_Strict):
         offline = [m.name for m in self.models if m.provider == "offline"]
         if not set(offline) & set(chain):
             chain.append(offline[0] if offline else "offline")
+        return tuple(chain)
+
+    @property
+    def step_down_chain(self) -> tuple[str, ...]:
+        """The cheaper chain used near a cost budget's soft limit (offline still last)."""
+        full = self.chain
+        chain = list(self.routing.step_down_chain or (full[1:] if len(full) > 1 else full))
+        if full[-1] not in chain:
+            chain.append(full[-1])
         return tuple(chain)
 
     def resolve(self, relative: str | Path) -> Path:

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from bot.config import WorkspaceConfig, load_config, unknown_keys
 from bot.core.access import AccessPolicy, ActiveGrant
 from bot.core.breaker import Breaker, LocalBreaker, RedisBreaker
+from bot.core.budgets import Budgets, Ledger, LocalLedger, RedisLedger
 from bot.core.generate import ModelRouter, RouterTimings
 from bot.core.identity import DirectoryResolver, IdentityResolver
 from bot.core.limits import LocalRateLimiter, RateLimiter, RedisRateLimiter
@@ -31,6 +34,25 @@ from connectors.registry import build_connectors
 log = logging.getLogger("concierge")
 
 
+class _OwnerNotice:
+    """Tells the owners something once (a budget reached). Logged always; a front end that can
+    reach people (Slack) adds its own delivery with ``deliver``."""
+
+    def __init__(self, owners: tuple[str, ...]) -> None:
+        self.owners = owners
+        self.deliver: Callable[[str, str], Awaitable[None]] | None = None
+
+    async def __call__(self, text: str) -> None:
+        log.warning("owners notified: %s", text)
+        if self.deliver is None:
+            return
+        for owner in self.owners:
+            try:
+                await self.deliver(owner, text)
+            except Exception as exc:  # one unreachable owner must not stop the others
+                log.warning("could not notify %s (%s)", owner, exc.__class__.__name__)
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -41,6 +63,7 @@ class Runtime:
     policy: AccessPolicy
     pipeline: Pipeline
     warnings: list[str]
+    owner_notice: _OwnerNotice
 
     async def grants(self) -> list[ActiveGrant]:
         return await asyncio.to_thread(self._grants)
@@ -75,6 +98,22 @@ def make_breaker(settings: Settings, config: WorkspaceConfig) -> Breaker:
     if client is not None:
         return RedisBreaker(client, settings.redis_prefix, r.breaker_failures, r.breaker_cooldown_s)
     return LocalBreaker(r.breaker_failures, r.breaker_cooldown_s)
+
+
+def make_budgets(settings: Settings, config: WorkspaceConfig, store: Store) -> Budgets:
+    client = make_redis(settings)
+    ledger: Ledger = (
+        RedisLedger(client, settings.redis_prefix) if client is not None else LocalLedger()
+    )
+
+    async def seed(since: datetime, asker: str | None) -> float:
+        def read() -> float:
+            with store.session() as s:
+                return repo.cost_since(s, since, asker)
+
+        return await asyncio.to_thread(read)
+
+    return Budgets(config.limits, ledger, seed)
 
 
 def make_limiter(settings: Settings, config: WorkspaceConfig) -> RateLimiter:
@@ -119,15 +158,16 @@ async def build_runtime(
     directory = DirectoryResolver(config)
     policy = AccessPolicy(config)
     registry = build_registry(config, settings)
-    router = ModelRouter(
-        [registry[name] for name in config.chain],
-        RouterTimings(
-            first_token_timeout_s=config.routing.first_token_timeout_s,
-            hedge_after_s=config.routing.hedge_after_s,
-            total_timeout_s=config.routing.total_timeout_s,
-        ),
-        make_breaker(settings, config),
+    timings = RouterTimings(
+        first_token_timeout_s=config.routing.first_token_timeout_s,
+        hedge_after_s=config.routing.hedge_after_s,
+        total_timeout_s=config.routing.total_timeout_s,
     )
+    breaker = make_breaker(settings, config)
+    router = ModelRouter([registry[name] for name in config.chain], timings, breaker)
+    cheaper = ModelRouter([registry[name] for name in config.step_down_chain], timings, breaker)
+    budgets = make_budgets(settings, config, store)
+    budgets.notify = runtime_notify = _OwnerNotice(config.owners)
     runtime = Runtime(
         settings=settings,
         config=config,
@@ -137,6 +177,7 @@ async def build_runtime(
         policy=policy,
         pipeline=None,  # type: ignore[arg-type]
         warnings=warnings,
+        owner_notice=runtime_notify,
     )
     runtime.pipeline = Pipeline(
         PipelineDeps(
@@ -149,6 +190,8 @@ async def build_runtime(
             prompt=load_prompt("answer"),
             router=router,
             recorder=runtime.record,
+            budgets=budgets,
+            step_down_router=cheaper,
         )
     )
     return runtime

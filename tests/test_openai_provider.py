@@ -182,3 +182,56 @@ async def test_breakers_are_shared_through_redis(redis_client) -> None:
     assert not await local.is_open("m")
     await local.record("m", False)
     assert await local.is_open("m")
+
+
+async def test_retry_after_within_the_deadline_retries_the_same_model(provider) -> None:
+    api, runtime = provider
+    api.status, api.retry_after, api.fail_times = 429, 0.2, 1
+    result, sink = await ask(runtime)
+    assert result.outcome == "answered" and result.model == "primary"
+    assert result.models_tried == ["primary"] and result.attempts[0].retries == 1
+    gap = api.requests[1]["at"] - api.requests[0]["at"]
+    assert gap >= 0.2  # the provider's Retry-After was honoured
+    assert sink.text.startswith("Submit expenses")
+
+
+async def test_retry_after_beyond_the_deadline_skips_the_model_that_long(provider) -> None:
+    api, runtime = provider
+    api.status, api.retry_after = 429, 30
+    first, _ = await ask(runtime)
+    assert first.model == "offline" and first.attempts[0].error == "rate_limited"
+    second, sink = await ask(runtime)
+    assert len(api.requests) == 1  # held for its Retry-After: not called again
+    assert second.attempts[0].error == "circuit_open" and "Pleo" in sink.text
+
+
+async def test_a_context_length_error_trims_the_prompt_and_retries(provider) -> None:
+    api, runtime = provider
+    await ask(runtime)
+    full = sum(len(m["content"]) for m in api.requests[0]["body"]["messages"])
+    api.max_prompt_chars = full - 1
+    result, sink = await ask(runtime)
+    assert result.outcome == "answered" and result.model == "primary"
+    assert result.attempts[0].retries >= 1
+    assert "context_length" in result.attempts[0].notes[0]
+    sent = [sum(len(m["content"]) for m in r["body"]["messages"]) for r in api.requests[1:]]
+    assert sent[0] == full and sent[-1] <= full - 1
+    assert sink.text.startswith("Submit expenses")
+
+
+async def test_a_prompt_that_cannot_be_trimmed_enough_falls_back(provider) -> None:
+    api, runtime = provider
+    api.max_prompt_chars = 10
+    result, sink = await ask(runtime)
+    assert result.model == "offline" and result.attempts[0].error == "context_length"
+    assert "Pleo" in sink.text
+
+
+async def test_a_content_refusal_is_reported_not_rerouted(provider) -> None:
+    api, runtime = provider
+    api.refuse = True
+    result, sink = await ask(runtime)
+    assert result.outcome == "refused" and result.error == "content_refusal"
+    assert result.models_tried == ["primary"] and result.attempts[0].outcome == "refused"
+    assert "declined to answer" in sink.text and "Pleo" not in sink.text
+    assert result.sources == []

@@ -15,6 +15,9 @@ class Breaker(Protocol):
 
     async def record(self, model: str, ok: bool) -> None: ...
 
+    async def hold(self, model: str, seconds: float) -> None:
+        """Skip ``model`` for ``seconds`` (a provider's Retry-After)."""
+
 
 class LocalBreaker:
     def __init__(self, failures: int = 3, cooldown_s: float = 30.0) -> None:
@@ -39,6 +42,11 @@ class LocalBreaker:
                 self._state[model] = (0, time.monotonic() + self.cooldown_s)
             else:
                 self._state[model] = (count, until)
+
+    async def hold(self, model: str, seconds: float) -> None:
+        with self._lock:
+            count, until = self._state.get(model, (0, 0.0))
+            self._state[model] = (count, max(until, time.monotonic() + seconds))
 
 
 class RedisBreaker:
@@ -71,5 +79,16 @@ class RedisBreaker:
                     f"{self.prefix}breaker:{model}:open", "1", px=int(self.cooldown_s * 1000)
                 )
                 self.client.delete(fails)
+
+        await asyncio.to_thread(write)
+
+    async def hold(self, model: str, seconds: float) -> None:
+        key = f"{self.prefix}breaker:{model}:open"
+        ms = max(1, int(seconds * 1000))
+
+        def write() -> None:
+            current = self.client.pttl(key)
+            if current is None or int(current) < ms:
+                self.client.set(key, "1", px=ms)
 
         await asyncio.to_thread(write)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ class Generation:
     attempts: list[Attempt] = field(default_factory=list)
     no_answer: bool = False
     complete: bool = False
+    refused: bool = False  # the provider declined to answer (content policy)
     error: str | None = None
 
     @property
@@ -48,22 +50,59 @@ class RouterTimings:
 
 
 Status = Callable[[str], Awaitable[None]]
+# A smaller prompt for the n-th retry after a context-length error, or None when nothing is left
+# to trim.
+Shrink = Callable[[int], tuple[str, str] | None]
+
+_CONTEXT = re.compile(
+    r"context[ _]length|maximum context|context window|prompt is too long|too many tokens"
+    r"|reduce the length",
+    re.I,
+)
+_REFUSAL = re.compile(r"content[ _]filter|content[ _]policy|content_management_policy", re.I)
+
+
+class ContentRefused(Exception):
+    """The provider declined to produce (or finish) an answer on content grounds."""
 
 
 def classify(exc: BaseException) -> str:
+    """An error class the router acts on: timeout, rate_limited, server_error, connection,
+    context_length, content_refusal; otherwise the exception's class name."""
     name = exc.__class__.__name__
     status = getattr(exc, "status_code", None) or getattr(
         getattr(exc, "response", None), "status_code", None
     )
+    code = str(getattr(exc, "code", "") or "")
+    text = f"{code} {exc}"
     if isinstance(exc, TimeoutError):
         return "timeout"
+    if isinstance(exc, ContentRefused) or _REFUSAL.search(text):
+        return "content_refusal"
     if status == 429 or "RateLimit" in name:
         return "rate_limited"
     if isinstance(status, int) and status >= 500:
         return "server_error"
+    if status in (400, 413) and _CONTEXT.search(text):
+        return "context_length"
     if "Connection" in name or "APIConnection" in name:
         return "connection"
     return name
+
+
+def retry_after_s(exc: BaseException) -> float | None:
+    """Seconds the provider asked us to wait (Retry-After / retry-after-ms), if it said."""
+    headers = getattr(getattr(exc, "response", None), "headers", None)
+    if not headers:
+        return None
+    try:
+        if headers.get("retry-after-ms"):
+            return max(0.0, float(headers["retry-after-ms"]) / 1000)
+        if headers.get("retry-after"):
+            return max(0.0, float(headers["retry-after"]))
+    except (TypeError, ValueError):  # an HTTP date: too far to wait for within an answer
+        return None
+    return None
 
 
 class ModelRouter:
@@ -90,6 +129,7 @@ class ModelRouter:
         result: Generation,
         status: Status,
         started: float,
+        shrink: Shrink | None = None,
     ) -> AsyncIterator[str]:
         """Yield answer text; ``result`` holds the attempts, usage and outcome.
 
@@ -116,7 +156,9 @@ class ModelRouter:
                 if link.name != last and await self.breaker.is_open(link.name):
                     attempt.outcome, attempt.error = "skipped", "circuit_open"
                     continue
-                racing.append(_Runner(self, link, messages, attempt, deadline, started, user))
+                racing.append(
+                    _Runner(self, link, messages, attempt, deadline, started, user, shrink)
+                )
                 return True
             return False
 
@@ -157,7 +199,19 @@ class ModelRouter:
                     await other.stop("cancelled", "lost_hedge")
                 break
             racing.remove(runner)
+            if kind == "error" and classify(payload) == "content_refusal":  # type: ignore[arg-type]
+                # A policy decision, not an outage: report it rather than shop for a model
+                # that will say something else.
+                for other in racing:
+                    await other.stop("cancelled", "refused_elsewhere")
+                await runner.stop("refused", "content_refusal")
+                result.refused = True
+                result.model = runner.link.name
+                result.error = f"{runner.link.name}: content_refusal"
+                return
             await self.breaker.record(runner.link.name, False)
+            if runner.hold_s:
+                await self.breaker.hold(runner.link.name, runner.hold_s)
             if kind == "end":  # finished without a word: treat as a failure of that link
                 await runner.stop("failed", "empty")
             else:
@@ -192,8 +246,12 @@ class ModelRouter:
                 return
             # Text was shown: never present a broken stream as a complete answer.
             exc = payload if isinstance(payload, BaseException) else RuntimeError(payload)
-            await winner.stop("incomplete", classify(exc))
-            await self.breaker.record(winner.link.name, False)
+            error = classify(exc)
+            await winner.stop("incomplete", error)
+            if error == "content_refusal":
+                result.refused = True
+            else:
+                await self.breaker.record(winner.link.name, False)
             result.model = winner.link.name
             result.error = f"{winner.link.name}: {attempt.error} after partial output"
             return
@@ -227,6 +285,13 @@ class ModelRouter:
                         attempt.first_token_ms = _ms(started)
                         first = False
                     yield text
+                meta = chunk.response_metadata or {}
+                if (
+                    meta.get("finish_reason") == "content_filter"
+                    or meta.get("stop_reason") == "refusal"
+                    or chunk.additional_kwargs.get("refusal")
+                ):
+                    raise ContentRefused(str(chunk.additional_kwargs.get("refusal") or ""))
         finally:
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
@@ -272,11 +337,15 @@ class _Runner:
         deadline: float,
         started: float,
         prompt: str,
+        shrink: Shrink | None = None,
     ) -> None:
         self.router = router
         self.link = link
         self.attempt = attempt
         self.prompt = prompt
+        self.shrink = shrink
+        self.hold_s = 0.0  # Retry-After beyond this answer's deadlines: skip the model that long
+        self.retry_wait = 0.0
         self.begun = time.monotonic()
         self.first_deadline = self.begun + router.timings.first_token_timeout_s
         self.shown = ""
@@ -285,17 +354,53 @@ class _Runner:
         self.task = asyncio.create_task(self._run(messages, deadline, started))
 
     async def _run(self, messages: list[BaseMessage], deadline: float, started: float) -> None:
-        try:
-            async for piece in self.router._attempt(
-                self.link, messages, self.attempt, deadline, started
-            ):
-                self.shown += piece
-                await self.queue.put(("chunk", piece))
-            await self.queue.put(("end", None))
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:  # every failure is reported to the router
-            await self.queue.put(("error", exc))
+        trims = 0
+        while True:
+            try:
+                async for piece in self.router._attempt(
+                    self.link, messages, self.attempt, deadline, started
+                ):
+                    self.shown += piece
+                    await self.queue.put(("chunk", piece))
+                await self.queue.put(("end", None))
+                return
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:  # every failure is reported to the router
+                retry = None if self.shown else self._retry(exc, trims, deadline)
+                if retry is None:
+                    await self.queue.put(("error", exc))
+                    return
+                if retry == "trim":
+                    trims += 1
+                    system, user = self.shrink(trims)  # type: ignore[misc]
+                    messages = [SystemMessage(system), HumanMessage(user)]
+                    self.prompt = user
+                else:
+                    await asyncio.sleep(self.retry_wait)
+
+    def _retry(self, exc: BaseException, trims: int, deadline: float) -> str | None:
+        """Whether to call the same model again: with a trimmed prompt after a context-length
+        error, or after the provider's Retry-After when that fits within the deadlines."""
+        error = classify(exc)
+        if error == "context_length" and self.shrink is not None:
+            if self.shrink(trims + 1) is not None:
+                self.attempt.retries += 1
+                self.attempt.notes.append(f"context_length: prompt trimmed ({trims + 1})")
+                return "trim"
+            return None
+        if error in ("rate_limited", "server_error"):
+            wait = retry_after_s(exc)
+            if wait is None:
+                return None
+            limit = min(self.first_deadline, deadline) - 0.05
+            if self.attempt.retries < 2 and time.monotonic() + wait < limit:
+                self.attempt.retries += 1
+                self.attempt.notes.append(f"{error}: retried after {wait:g}s")
+                self.retry_wait = wait
+                return "wait"
+            self.hold_s = wait
+        return None
 
     async def next(self) -> tuple[str, object]:
         if self.peeked is not None:
@@ -312,6 +417,8 @@ class _Runner:
         self.attempt.outcome = outcome
         self.attempt.error = error
         self.attempt.ended_ms = self.attempt.ended_ms or _ms_since(self.begun, self.attempt)
+        if outcome == "failed" and not self.shown:
+            return  # a rejected request (4xx/5xx, refused connection) is not billed
         self.router._estimate_usage(self.link, self.attempt, self.prompt, self.shown)
 
 

@@ -81,7 +81,7 @@ def build_chat_model(spec: ModelSpec, settings: Settings) -> BaseChatModel:
 def build_registry(config: WorkspaceConfig, settings: Settings) -> dict[str, RegisteredModel]:
     """Every model of the routing chain, by config name (the offline one always included)."""
     registry: dict[str, RegisteredModel] = {}
-    for name in config.chain:
+    for name in dict.fromkeys([*config.chain, *config.step_down_chain]):
         spec = config.model_spec(name) or ModelSpec(name=name, provider="offline")
         registry[name] = RegisteredModel(spec, build_chat_model(spec, settings))
     return registry

@@ -7,6 +7,7 @@ happens on the way.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 import time
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 
 from bot.config import Source, WorkspaceConfig
 from bot.core.access import AccessDecision, AccessPolicy, ActiveGrant
+from bot.core.budgets import Budgets, refusal_message
 from bot.core.generate import Generation, ModelRouter
 from bot.core.identity import IdentityResolver, UnknownPerson
 from bot.core.limits import RateLimiter
@@ -32,6 +34,10 @@ PRIVATE_NOTE = (
     "A fuller answer is available privately from sources only you can see: "
     "ask me in a direct message."
 )
+REFUSED_NOTE = (
+    "The {model} model declined to answer this under its provider's content policy. "
+    "Try rephrasing the question, or ask the source's owner directly."
+)
 PRIVATE_SENT_NOTE = "A fuller answer from sources only you can see has been sent to you privately."
 
 
@@ -46,6 +52,8 @@ class PipelineDeps:
     prompt: PromptTemplate
     router: ModelRouter
     recorder: Callable[[ExchangeResult], Awaitable[None]]
+    budgets: Budgets | None = None
+    step_down_router: ModelRouter | None = None  # cheaper chain near a budget's soft limit
 
 
 def trim_history(turns: tuple[Turn, ...], max_turns: int, max_tokens: int) -> tuple[Turn, ...]:
@@ -131,6 +139,11 @@ class Pipeline:
         except Exception:
             log.exception("could not record exchange %s", result.exchange_id)
             raise
+        if self.deps.budgets is not None and result.cost_usd > 0:
+            try:
+                await self.deps.budgets.charge(result.asker, result.cost_usd)
+            except Exception:  # the exchange is recorded; the ledger reseeds from the store
+                log.exception("could not charge exchange %s to the budgets", result.exchange_id)
 
     async def _refuse(
         self,
@@ -183,6 +196,18 @@ class Pipeline:
                 "rate_limited",
             )
             return
+        step_down = False
+        if self.deps.budgets is not None:
+            budget = await self.deps.budgets.check(asker.email)
+            if not budget.allowed:
+                await self._refuse(
+                    result,
+                    emit,
+                    refusal_message(budget, self.deps.budgets.clock()),
+                    budget.reason or "budget",
+                )
+                return
+            step_down = budget.step_down
         # 3 access
         grants = await self.deps.grants()
         access: AccessDecision = self.deps.policy.decide(asker, question.audience, grants)
@@ -212,11 +237,41 @@ class Pipeline:
         system, user = self.deps.prompt.render(
             question=text, passages=found.passages, history=history, workspace=cfg.name
         )
+        # A smaller prompt after a context-length error: first without the thread's history,
+        # then with half the passages each time (best first), down to one.
+        # Then each passage cut to half its length, twice.
+        smaller: list[tuple[tuple[Turn, ...], int, int]] = []
+        if history:
+            smaller.append(((), len(found.passages), 1))
+        n = len(found.passages)
+        while n > 1:
+            n //= 2
+            smaller.append(((), n, 1))
+        if found.passages:
+            smaller += [((), max(1, n), 2), ((), max(1, n), 4)]
+
+        def shrink(level: int) -> tuple[str, str] | None:
+            if level > len(smaller):
+                return None
+            turns, keep, divide = smaller[level - 1]
+            passages = [
+                dataclasses.replace(p, text=p.text[: max(40, len(p.text) // divide)])
+                for p in found.passages[:keep]
+            ]
+            return self.deps.prompt.render(
+                question=text, passages=passages, history=turns, workspace=cfg.name
+            )
+
         # 6 generate + 7 emit
         gen = Generation()
         classes = {p.data_class for p in found.passages}
         # With nothing to answer from, only the free offline model is asked (it says so).
-        router = self.deps.router if found.passages else self.deps.router.last_resort()
+        router = self.deps.router
+        if step_down and self.deps.step_down_router is not None:
+            router = self.deps.step_down_router
+            await sink.status("You're close to the cost budget, so a cheaper model is answering.")
+        if not found.passages:
+            router = router.last_resort()
         async for piece in router.stream(
             system=system,
             user=user,
@@ -224,10 +279,17 @@ class Pipeline:
             result=gen,
             status=sink.status,
             started=question.received_at,
+            shrink=shrink,
         ):
             await emit(piece)
         answer = gen.text
-        if not gen.complete and gen.text:
+        if gen.refused:
+            note = ("\n\n" if gen.text else "") + REFUSED_NOTE.format(
+                model=gen.model or "the model"
+            )
+            answer += note
+            await emit(note)
+        elif not gen.complete and gen.text:
             note = "\n\n(The answer was cut off: the model stopped before finishing.)"
             answer += note
             await emit(note)
@@ -266,7 +328,11 @@ class Pipeline:
         numbers = cited if cited and chosen else list(range(1, len(chosen) + 1))
         for n, p in zip(numbers, chosen, strict=False):
             result.sources.append({"ref": n, **p.citation(), "location": p.location})
-        if gen.complete:
+        if gen.refused:
+            result.outcome = "refused"
+            result.error = "content_refusal"
+            result.sources = []
+        elif gen.complete:
             if gen.no_answer or not found.passages:
                 result.outcome = "no_answer"
                 result.sources = []

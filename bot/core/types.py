@@ -106,7 +106,8 @@ class Attempt:
     """One model call within an exchange."""
 
     model: str
-    outcome: str = "started"  # answered | failed | skipped | timeout | cancelled | incomplete
+    # answered | failed | skipped | timeout | cancelled | incomplete | refused
+    outcome: str = "started"
     started_ms: float = 0.0
     first_token_ms: float | None = None
     ended_ms: float | None = None
@@ -116,6 +117,8 @@ class Attempt:
     cost_usd: float = 0.0
     error: str | None = None
     no_answer: bool = False
+    retries: int = 0  # calls of the same model again (Retry-After, trimmed prompt)
+    notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

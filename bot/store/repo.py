@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -241,3 +241,13 @@ def add_request_notice(session: Session, request_id: int, notice: dict[str, Any]
     if row is not None:
         row.notices = [*(row.notices or []), notice]
         session.flush()
+
+
+def cost_since(session: Session, since: datetime, asker: str | None = None) -> float:
+    """Model cost recorded since ``since``, for one person or (None) for everyone."""
+    query = select(func.coalesce(func.sum(Exchange.cost_usd), 0.0)).where(
+        Exchange.created_at >= since
+    )
+    if asker is not None:
+        query = query.where(Exchange.asker == asker)
+    return float(session.scalar(query) or 0.0)

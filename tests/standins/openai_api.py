@@ -20,10 +20,13 @@ class OpenAIStandIn:
     first_token_s: float = 0.0
     token_s: float = 0.0
     status: int = 200
-    retry_after: int | None = None
+    retry_after: float | None = None
     hang: bool = False
     drop_after: int | None = None
     prompt_tokens: int = 321
+    fail_times: int | None = None  # the status applies to the first N requests only
+    max_prompt_chars: int | None = None  # longer prompts get a context-length error
+    refuse: bool = False  # finish with the content filter instead of an answer
     requests: list[dict[str, Any]] = field(default_factory=list)
     url: str = ""
 
@@ -36,7 +39,21 @@ class OpenAIStandIn:
         self.requests.append(
             {"body": body, "auth": request.headers.get("Authorization"), "at": time.monotonic()}
         )
-        if self.status != 200:
+        prompt_chars = sum(len(str(m.get("content", ""))) for m in body.get("messages", []))
+        if self.max_prompt_chars is not None and prompt_chars > self.max_prompt_chars:
+            return web.json_response(
+                {
+                    "error": {
+                        "message": f"This model's maximum context length is "
+                        f"{self.max_prompt_chars} characters; you sent {prompt_chars}.",
+                        "type": "invalid_request_error",
+                        "code": "context_length_exceeded",
+                    }
+                },
+                status=400,
+            )
+        failing = self.fail_times is None or len(self.requests) <= self.fail_times
+        if self.status != 200 and failing:
             headers = {"Retry-After": str(self.retry_after)} if self.retry_after else {}
             return web.json_response(
                 {"error": {"message": "stand-in failure", "type": "server"}},
@@ -64,6 +81,18 @@ class OpenAIStandIn:
             await resp.write(f"data: {json.dumps(payload)}\n\n".encode())
 
         tokens = self.tokens()
+        if self.refuse:
+            await send(
+                {
+                    "id": "c1",
+                    "object": "chat.completion.chunk",
+                    "created": 0,
+                    "model": model,
+                    "choices": [{"index": 0, "delta": {}, "finish_reason": "content_filter"}],
+                }
+            )
+            await resp.write(b"data: [DONE]\n\n")
+            return
         for i, tok in enumerate(tokens):
             if self.drop_after is not None and i >= self.drop_after:
                 request.transport.close()  # type: ignore[union-attr]
