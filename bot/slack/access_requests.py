@@ -14,6 +14,7 @@ from bot.errors import UsageError
 from bot.slack import ids
 from bot.slack.access_command import split_options
 from bot.slack.deps import SlackDeps
+from bot.slack.notify import dm
 from bot.slack.text import escape
 from bot.store import repo
 from bot.store.models import AccessRequest
@@ -43,19 +44,6 @@ def request_blocks(req: AccessRequest) -> list[dict[str, Any]]:
     ]
 
 
-async def _dm(deps: SlackDeps, email: str, **message: Any) -> dict[str, Any] | None:
-    """Post to a person by email; None when Slack does not know them."""
-    try:
-        user = await deps.client.users_lookupByEmail(email=email)
-        opened = await deps.client.conversations_open(users=user["user"]["id"])
-        channel = opened["channel"]["id"]
-        posted = await deps.client.chat_postMessage(channel=channel, unfurl_links=False, **message)
-        return {"channel": channel, "ts": posted["ts"], "email": email}
-    except Exception as exc:
-        log.warning("could not message %s (%s)", email, exc.__class__.__name__)
-        return None
-
-
 async def request_access(deps: SlackDeps, *, user_id: str, text: str) -> str:
     positional, _, reason = split_options(text.split())
     if len(positional) != 1:
@@ -74,9 +62,7 @@ async def request_access(deps: SlackDeps, *, user_id: str, text: str) -> str:
     )
     reached = []
     for email in req.approvers:
-        notice = await _dm(
-            deps, email, text=f"Access request #{req.id}", blocks=request_blocks(req)
-        )
+        notice = await dm(deps, email, text=f"Access request #{req.id}", blocks=request_blocks(req))
         if notice is not None:
             reached.append(email)
 
@@ -125,7 +111,7 @@ async def decide(
             f"{outcome} by {escape(actor)}{until}.",
             blocks=[],
         )
-    await _dm(
+    await dm(
         deps,
         req.requester,
         text=f"Your request #{req.id} for {escape(req.source)} was {outcome} by "

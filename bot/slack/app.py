@@ -19,6 +19,7 @@ from bot.slack.dedupe import Deduper, RedisDeduper, StoreDeduper
 from bot.slack.deps import SlackDeps
 from bot.slack.identity import SlackIdentityResolver
 from bot.slack.listeners import register_all
+from bot.slack.notify import dm
 from bot.slack.pacing import Pacer
 
 log = logging.getLogger("concierge.slack")
@@ -98,7 +99,7 @@ def build_deps(settings: Settings, runtime: Runtime, client: AsyncWebClient) -> 
         for name in runtime.config.chain
         if (spec := runtime.config.model_spec(name)) is None or spec.provider == "offline"
     )
-    return SlackDeps(
+    deps = SlackDeps(
         runtime=runtime,
         settings=settings,
         client=client,
@@ -108,3 +109,9 @@ def build_deps(settings: Settings, runtime: Runtime, client: AsyncWebClient) -> 
         deduper=make_deduper(settings, runtime),
         offline_models=offline,
     )
+
+    async def tell(email: str, text: str) -> None:
+        await dm(deps, email, text=text)
+
+    runtime.owner_notice.deliver = tell
+    return deps
