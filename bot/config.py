@@ -99,6 +99,7 @@ class Source(BaseModel):
     description: str | None = None
     timeout_s: float = Field(default=2.0, gt=0, le=60)
     requestable: bool = False
+    review_channel: str | None = None  # where drafts for review go (else the owner's DMs)
 
     @field_validator("name")
     @classmethod
@@ -235,6 +236,61 @@ class Retrieval(_Strict):
     history_tokens: int = Field(default=1500, ge=0, le=100_000)
 
 
+JOB_NAMES = ("weekly_report", "retention_purge", "reindex", "review_reminders", "grant_expiry")
+
+
+class Jobs(_Strict):
+    """When each scheduled job runs: a crontab line (minute hour day month weekday) in
+    ``timezone``, or ``off``."""
+
+    timezone: str = "UTC"
+    weekly_report: str | None = "0 9 * * mon"
+    retention_purge: str | None = "30 3 * * *"
+    reindex: str | None = "*/30 * * * *"
+    review_reminders: str | None = "*/15 * * * *"
+    grant_expiry: str | None = "* * * * *"
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r} (for example UTC or Europe/Paris)"
+            ) from None
+        return value
+
+    @field_validator(*JOB_NAMES)
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is None or value.strip().lower() in ("off", "never", ""):
+            return None
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(value)
+        except ValueError as exc:
+            raise ValueError(
+                f"{value!r} is not a crontab line (minute hour day month weekday): {exc}"
+            ) from None
+        return value
+
+    def schedule(self) -> dict[str, str]:
+        return {name: cron for name in JOB_NAMES if (cron := getattr(self, name))}
+
+
+class Retention(_Strict):
+    # Question and answer text older than this many days is removed; numbers stay.
+    days: int | None = Field(default=None, ge=1)
+
+
+class ReviewSettings(_Strict):
+    remind_after_h: float = Field(default=24, gt=0)
+
+
 class WorkspaceConfig(_Strict):
     """The validated config file. ``path`` is where it was read from."""
 
@@ -248,6 +304,9 @@ class WorkspaceConfig(_Strict):
     routing: Routing = Routing()
     limits: Limits = Limits()
     retrieval: Retrieval = Retrieval()
+    jobs: Jobs = Jobs()
+    retention: Retention = Retention()
+    review: ReviewSettings = ReviewSettings()
     default_person: str | None = None
     path: Path = Path(".")
 
@@ -291,6 +350,10 @@ class WorkspaceConfig(_Strict):
 
     def source(self, name: str) -> Source | None:
         return next((s for s in self.sources if s.name == name), None)
+
+    def reviewers(self, source: Source) -> tuple[str, ...]:
+        """Who reviews answers that use ``source``: its owner, else the bot's owners."""
+        return (source.owner,) if source.owner else self.owners
 
     def model_spec(self, name: str) -> ModelSpec | None:
         return next((m for m in self.models if m.name == name), None)

@@ -24,6 +24,7 @@ from bot.core.models import build_registry
 from bot.core.pipeline import Pipeline, PipelineDeps
 from bot.core.prompts import load_prompt
 from bot.core.retrieve import Retriever
+from bot.core.review import ReviewDesk
 from bot.core.types import ExchangeResult
 from bot.settings import Settings
 from bot.store import repo
@@ -64,6 +65,7 @@ class Runtime:
     pipeline: Pipeline
     warnings: list[str]
     owner_notice: _OwnerNotice
+    reviews: ReviewDesk
 
     async def grants(self) -> list[ActiveGrant]:
         return await asyncio.to_thread(self._grants)
@@ -178,6 +180,7 @@ async def build_runtime(
         pipeline=None,  # type: ignore[arg-type]
         warnings=warnings,
         owner_notice=runtime_notify,
+        reviews=ReviewDesk(store, config, connectors),
     )
     runtime.pipeline = Pipeline(
         PipelineDeps(
@@ -192,6 +195,7 @@ async def build_runtime(
             recorder=runtime.record,
             budgets=budgets,
             step_down_router=cheaper,
+            reviews=runtime.reviews,
         )
     )
     return runtime

@@ -93,6 +93,16 @@ class Connector(ABC):
         )
         return allowed
 
+    async def refresh(self) -> int:
+        """Re-read the source now (the scheduled re-index); returns how many items changed."""
+        return 0
+
+    async def document_state(self, location: str, principals: frozenset[str] | None) -> str | None:
+        """A fingerprint of the document at ``location`` (a passage's ``location``) as the
+        holder of ``principals`` may see it (None: whoever): "" when it is gone or not visible
+        to them, None when this kind of source cannot tell (a verified answer stays valid)."""
+        return None
+
     @abstractmethod
     async def _search(self, *, query: str, principals: frozenset[str], k: int) -> list[Passage]:
         """Return up to ``k`` passages; may pre-filter by ``principals`` (the base re-checks)."""

@@ -333,6 +333,33 @@ class DocsConnector(Connector):
         """True when a forced refresh finds nothing to re-index (for benchmarks and tests)."""
         return await asyncio.to_thread(self.index.refresh) == 0
 
+    async def refresh(self) -> int:
+        async with self._refresh_lock:
+            try:
+                return await asyncio.to_thread(self.index.refresh)
+            finally:
+                self._last_refresh = time.monotonic()
+
+    async def document_state(self, location: str, principals: frozenset[str] | None) -> str | None:
+        rel = location.split("#", 1)[0]
+        folder = self.index.folder.resolve()
+        path = (folder / rel).resolve()
+        if folder not in path.parents:
+            return ""
+
+        def read() -> str:
+            try:
+                raw = path.read_bytes()
+                meta, _ = split_front_matter(raw.decode("utf-8", errors="replace"))
+                readers = _readers(meta)
+            except (OSError, DocumentError):
+                return ""
+            if principals is not None and "*" not in readers and not principals & set(readers):
+                return ""
+            return hashlib.sha256(raw).hexdigest()
+
+        return await asyncio.to_thread(read)
+
     async def _refresh(self, *, force: bool = False) -> None:
         if not force and not self._refresh_due():
             return

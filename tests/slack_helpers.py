@@ -92,10 +92,20 @@ class SlackDriver:
     async def settle(self, limit_s: float = 20) -> None:
         """Wait until every answer started after an ack has finished."""
         deadline = time.monotonic() + limit_s
-        await asyncio.sleep(0.05)
-        while self.deps.tasks and time.monotonic() < deadline:
-            await asyncio.gather(*list(self.deps.tasks), return_exceptions=True)
-            await asyncio.sleep(0.05)
+        quiet_since: float | None = None
+        # Bolt runs listeners after the ack, so work may be spawned a moment later: settled
+        # means no work in flight for a short quiet period, not merely none right now.
+        while time.monotonic() < deadline:
+            if self.deps.tasks:
+                quiet_since = None
+                await asyncio.gather(*list(self.deps.tasks), return_exceptions=True)
+                continue
+            now = time.monotonic()
+            if quiet_since is None:
+                quiet_since = now
+            elif now - quiet_since >= 0.15:
+                break
+            await asyncio.sleep(0.03)
         assert not self.deps.tasks, "answers still running"
 
 

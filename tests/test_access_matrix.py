@@ -114,7 +114,10 @@ def test_grants_widen_and_revocation_takes_effect_on_the_next_question(cli) -> N
 def test_role_grant_and_guest_rules(cli) -> None:
     q = "What is the L3 salary band in Lisbon?"
     assert cli("access", "grant", "maya@canary.test", "role:hr", "--for", "1d").code == 0
-    assert "CANARY-HR-BANDS" in ask_json(cli, q, "maya@canary.test")["answer"]
+    held = ask_json(cli, q, "maya@canary.test")
+    # hr-policies is reviewed: maya now reads it, so her answer is drafted and held for hana.
+    assert held["outcome"] == "pending_review" and held["review_sources"] == ["hr-policies"]
+    assert "CANARY-HR-BANDS" not in held["answer"]
     # A guest in the engineering group still reads public sources only...
     q2 = "What is the deploy freeze codeword for deploying a service?"
     assert "CANARY-RUNBOOK-7F3" not in ask_json(cli, q2, "gus@partner.test")["answer"]

@@ -76,6 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
     au = asub.add_parser("audit", help="the most recent audit log rows")
     au.add_argument("n", nargs="?", type=int, default=20)
 
+    jobs = sub.add_parser("jobs", help="scheduled jobs: their schedule, recent runs, run one now")
+    jsub = jobs.add_subparsers(dest="op", required=True, parser_class=_Parser)
+    jsub.add_parser("list", help="each job's schedule and its recent runs")
+    jr = jsub.add_parser("run", help="run one job now (claimed like a scheduled run)")
+    jr.add_argument(
+        "name", help="weekly_report, retention_purge, reindex, review_reminders, grant_expiry"
+    )
+
     db = sub.add_parser("db", help="database maintenance")
     dsub = db.add_subparsers(dest="op", required=True, parser_class=_Parser)
     dsub.add_parser("upgrade", help="apply Alembic migrations")
@@ -115,6 +123,10 @@ def run(argv: Sequence[str] | None = None) -> int:
             from bot.cli.commands import report
 
             return report(settings, args)
+        if args.command == "jobs":
+            from bot.cli.commands import jobs
+
+            return jobs(settings, args)
         if args.command == "access":
             from bot.cli.commands import access
 

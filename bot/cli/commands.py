@@ -1,4 +1,4 @@
-"""``db`` and ``access`` commands."""
+"""``db``, ``access``, ``report`` and ``jobs`` commands."""
 
 from __future__ import annotations
 
@@ -130,3 +130,52 @@ def report(settings: Settings, args: argparse.Namespace) -> int:
     for f in files:
         out(f"wrote {f}")
     return 0
+
+
+def jobs(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from bot.config import JOB_NAMES
+    from bot.jobs.scheduler import JobHost, Scheduler, recent_runs
+    from bot.runtime import build_runtime
+
+    config = load_config(settings.concierge_config)
+    schedule = config.jobs.schedule()
+    if args.op == "list":
+        store = Store.open(settings.effective_database_url)
+        try:
+            runs = recent_runs(store, 50)
+        finally:
+            store.close()
+        for name in JOB_NAMES:
+            last = next((r for r in runs if r.job == name), None)
+            when = schedule.get(name, "off")
+            seen = (
+                f"last run {format_time(last.started_at)} {last.status}: {last.detail or ''}"
+                if last
+                else "not run yet"
+            )
+            out(f"{name:<17} {when:<15} {seen}")
+        return 0
+    if args.name not in JOB_NAMES:
+        raise UsageError(f"unknown job {args.name!r}; jobs: {', '.join(JOB_NAMES)}")
+
+    async def run_now() -> int:
+        runtime = await build_runtime(settings, config=config, prepare=False)
+        try:
+            scheduler = Scheduler.from_config(
+                JobHost(runtime.store, runtime), {args.name: "* * * * *"}, config.jobs.timezone
+            )
+            from datetime import UTC, datetime
+
+            now = datetime.now(UTC)
+            if not await scheduler.run(args.name, slot=now, now=now):
+                out(f"{args.name} is already running elsewhere for this moment")
+                return 0
+            run = next(r for r in recent_runs(runtime.store, 10) if r.job == args.name)
+            out(f"{args.name}: {run.status}: {run.detail or ''}")
+            return 0 if run.status == "ok" else 1
+        finally:
+            runtime.close()
+
+    return asyncio.run(run_now())

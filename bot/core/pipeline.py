@@ -24,6 +24,7 @@ from bot.core.limits import RateLimiter
 from bot.core.offline import estimate_tokens
 from bot.core.prompts import PromptTemplate
 from bot.core.retrieve import Retrieval, Retriever
+from bot.core.review import ReviewDesk
 from bot.core.sinks import Sink
 from bot.core.types import Asker, ExchangeResult, Question, Turn
 
@@ -54,6 +55,7 @@ class PipelineDeps:
     recorder: Callable[[ExchangeResult], Awaitable[None]]
     budgets: Budgets | None = None
     step_down_router: ModelRouter | None = None  # cheaper chain near a budget's soft limit
+    reviews: ReviewDesk | None = None  # human review and verified answers
 
 
 def trim_history(turns: tuple[Turn, ...], max_turns: int, max_tokens: int) -> tuple[Turn, ...]:
@@ -113,6 +115,14 @@ class Pipeline:
             result.ttft_ms = (first_chunk[0] - started) * 1000 if first_chunk else None
             result.total_ms = (end - started) * 1000
             await asyncio.shield(self._record(result))
+        if result.outcome == "pending_review" and self.deps.reviews is not None:
+            try:
+                review = await self.deps.reviews.hold(
+                    result, result.draft or "", set(result.review_sources)
+                )
+                result.review_id = review.id
+            except Exception:
+                log.exception("could not hold exchange %s for review", result.exchange_id)
         await sink.close(result)
         return result
 
@@ -132,6 +142,21 @@ class Pipeline:
             or (s.title is not None and s.title.lower() in low)
         ]
         return named or (candidates[:3] if unanswered else [])
+
+    def _review_notice(self, sources: set[str]) -> str:
+        cfg = self.deps.config
+        names = []
+        people: list[str] = []
+        for name in sorted(sources):
+            source = cfg.source(name)
+            if source is not None:
+                names.append(source.title or source.name)
+                people += [p for p in cfg.reviewers(source) if p not in people]
+        who = ", ".join(people) or "its owner"
+        return (
+            f"This answer draws on {', '.join(names)}, which {who} reviews before answers are "
+            "shared. I'll send it to you here as soon as it's approved."
+        )
 
     async def _record(self, result: ExchangeResult) -> None:
         try:
@@ -219,6 +244,17 @@ class Pipeline:
                 "no_access",
             )
             return
+        # A verified answer to this question, still true of its documents, comes first.
+        if self.deps.reviews is not None:
+            verified = await self.deps.reviews.verified_for(text, access)
+            if verified is not None:
+                result.outcome = "answered"
+                result.answer = verified.text
+                result.verified_answer_id = verified.row.id
+                result.sources = [dict(c) for c in verified.row.citations]
+                result.sources_searched = []
+                await emit(verified.text)
+                return
         # 4 retrieve
         query = " ".join([*(t.question for t in question.history[-1:]), text])
         found: Retrieval = await self.deps.retriever.retrieve(
@@ -262,6 +298,20 @@ class Pipeline:
                 question=text, passages=passages, history=turns, workspace=cfg.name
             )
 
+        # Sources whose answers a person reviews first: the answer is held, not streamed.
+        held: set[str] = set()
+        if self.deps.reviews is not None:
+            held = self.deps.reviews.needs_review(
+                {p.source for p in found.passages}, asker.email, question.audience.is_private
+            )
+        buffered: list[str] | None = [] if held else None
+
+        async def out(piece: str) -> None:
+            if buffered is None:
+                await emit(piece)
+            else:
+                buffered.append(piece)
+
         # 6 generate + 7 emit
         gen = Generation()
         classes = {p.data_class for p in found.passages}
@@ -281,24 +331,24 @@ class Pipeline:
             started=question.received_at,
             shrink=shrink,
         ):
-            await emit(piece)
+            await out(piece)
         answer = gen.text
         if gen.refused:
             note = ("\n\n" if gen.text else "") + REFUSED_NOTE.format(
                 model=gen.model or "the model"
             )
             answer += note
-            await emit(note)
+            await out(note)
         elif not gen.complete and gen.text:
             note = "\n\n(The answer was cut off: the model stopped before finishing.)"
             answer += note
-            await emit(note)
+            await out(note)
         if result.notices:
             note = (
                 "\n\n(Note: " + "; ".join(result.notices) + ", so this answer may be incomplete.)"
             )
             answer += note
-            await emit(note)
+            await out(note)
         offers = self._offers(access, text, gen.no_answer or not found.passages)
         if offers:
             result.requestable = [s.name for s in offers]
@@ -308,11 +358,11 @@ class Pipeline:
                 for s in offers
             )
             answer += note
-            await emit(note)
+            await out(note)
         if result.private_answer_available:
             note = f"\n\n_{PRIVATE_SENT_NOTE if question.private_followup else PRIVATE_NOTE}_"
             answer += note
-            await emit(note)
+            await out(note)
         result.answer = answer
         result.model = gen.model
         result.models_tried = gen.models_tried
@@ -347,3 +397,13 @@ class Pipeline:
             msg = "Sorry, no model could answer right now. Please try again in a minute."
             result.answer = msg
             await emit(msg)
+        if buffered is not None:
+            needing = held & {str(c["source"]) for c in result.sources}
+            if needing and gen.text and not gen.refused:
+                result.draft, result.answer = result.answer, self._review_notice(needing)
+                result.review_sources = sorted(needing)
+                result.outcome = "pending_review"
+                await emit(result.answer)
+            else:
+                for piece in buffered:
+                    await emit(piece)

@@ -157,9 +157,14 @@ class ExchangeResult:
     asker_ref: str | None = None
     notices: list[str] = field(default_factory=list)
     requestable: list[str] = field(default_factory=list)  # sources offered for a request
+    review_id: int | None = None  # pending_review: the held draft's review
+    review_sources: list[str] = field(default_factory=list)
+    verified_answer_id: int | None = None  # answered from an owner's verified answer
+    draft: str | None = None  # the held draft: never shown to the asker, never printed
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
+        data.pop("draft")
         data["attempts"] = [a.as_dict() for a in self.attempts]
         data["cost_usd"] = round(self.cost_usd, 8)
         data["ttft_ms"] = None if self.ttft_ms is None else round(self.ttft_ms, 2)

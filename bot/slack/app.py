@@ -21,6 +21,8 @@ from bot.slack.identity import SlackIdentityResolver
 from bot.slack.listeners import register_all
 from bot.slack.notify import dm
 from bot.slack.pacing import Pacer
+from bot.slack.review import post_review
+from bot.store.models import Review
 
 log = logging.getLogger("concierge.slack")
 REPLAY_WINDOW_S = 600  # Slack refuses timestamps older than 5 minutes; keep keys for 10
@@ -114,4 +116,9 @@ def build_deps(settings: Settings, runtime: Runtime, client: AsyncWebClient) -> 
         await dm(deps, email, text=text)
 
     runtime.owner_notice.deliver = tell
+
+    async def announce(review: Review) -> None:
+        await post_review(deps, review)
+
+    runtime.reviews.listeners.append(announce)
     return deps

@@ -20,5 +20,25 @@ BOT_EVENTS = (
 )
 ACCESS_APPROVE = "concierge_access_approve"  # buttons on an access request sent to its owner
 ACCESS_DENY = "concierge_access_deny"
-ACTION_IDS = (FEEDBACK_ACTION, ACCESS_APPROVE, ACCESS_DENY)
-CALLBACK_IDS = (FEEDBACK_MODAL,)
+# Human review of held drafts, and the owners' queue of voted-down answers.
+REVIEW_APPROVE = "concierge_review_approve"
+REVIEW_EDIT = "concierge_review_edit"
+REVIEW_REJECT = "concierge_review_reject"
+REVIEW_VERIFY = "concierge_review_verify"  # write a verified answer after a thumbs-down
+REVIEW_DISMISS = "concierge_review_dismiss"
+REVIEW_EDIT_MODAL = "concierge_review_edit_modal"
+REVIEW_REJECT_MODAL = "concierge_review_reject_modal"
+REVIEW_VERIFY_MODAL = "concierge_review_verify_modal"
+REVIEW_TEXT_BLOCK = "review_text"
+REVIEW_TEXT_ACTION = "review_text_input"
+ACTION_IDS = (
+    FEEDBACK_ACTION,
+    ACCESS_APPROVE,
+    ACCESS_DENY,
+    REVIEW_APPROVE,
+    REVIEW_EDIT,
+    REVIEW_REJECT,
+    REVIEW_VERIFY,
+    REVIEW_DISMISS,
+)
+CALLBACK_IDS = (FEEDBACK_MODAL, REVIEW_EDIT_MODAL, REVIEW_REJECT_MODAL, REVIEW_VERIFY_MODAL)

@@ -73,6 +73,13 @@ async def send_report(deps: SlackDeps, *, user_id: str, text: str) -> str:
     if email not in deps.runtime.config.owners:
         raise UsageError("Only the bot's owners can run reports.")
 
+    await deliver_report(deps, user_id=user_id, days=days)
+    return "Your report is in your direct messages with me."
+
+
+async def deliver_report(deps: SlackDeps, *, user_id: str, days: int) -> None:
+    """DM the report for the last ``days`` days to a Slack user: summary, chart and CSV."""
+
     def build() -> tuple[Report, bytes, str]:
         with deps.runtime.store.session() as s:
             data = metrics.load(s, days=days)
@@ -95,4 +102,3 @@ async def send_report(deps: SlackDeps, *, user_id: str, text: str) -> str:
             {"content": csv, "filename": "report.csv", "title": "Exchanges"},
         ],
     )
-    return "Your report is in your direct messages with me."

@@ -83,10 +83,32 @@ async def prepare(settings: Settings) -> tuple[Runtime, SlackDeps]:
     return runtime, deps
 
 
+async def start_scheduler(settings: Settings, runtime: Runtime, deps: SlackDeps) -> Any:
+    """The scheduled jobs of this instance (each job runs once across all instances)."""
+    if not settings.scheduler:
+        return None
+    from bot.jobs.scheduler import JobHost, Scheduler
+    from bot.slack.delivery import SlackDelivery
+
+    jobs = runtime.config.jobs
+    scheduler = Scheduler.from_config(
+        JobHost(runtime.store, runtime, delivery=SlackDelivery(deps)),
+        jobs.schedule(),
+        jobs.timezone,
+    )
+    try:
+        await scheduler.start()
+    except Exception as exc:  # answering questions matters more than the jobs
+        log.error("scheduled jobs are not running: %s", exc)
+        return None
+    return scheduler
+
+
 async def serve(settings: Settings, ready: asyncio.Event | None = None) -> int:
     runtime, deps = await prepare(settings)
     for warning in runtime.warnings:
         log.warning("%s", warning)
+    scheduler = await start_scheduler(settings, runtime, deps)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -120,5 +142,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> int:
             await runner.cleanup()
         return 0
     finally:
+        if scheduler is not None:
+            await scheduler.stop()
         await drain(deps, 0)
         runtime.close()

@@ -98,6 +98,7 @@ class Grant(Base):
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_by: Mapped[str | None] = mapped_column(String(320))
+    expiry_audited_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (Index("ix_grants_principal_target", "principal", "target"),)
 
@@ -150,3 +151,80 @@ class AccessRequest(Base):
     notices: Mapped[list[Any]] = mapped_column(default=list)  # where approvers were asked
 
     __table_args__ = (Index("ix_access_requests_status", "status"),)
+
+
+class JobRun(Base):
+    """One run of a scheduled job for one trigger time ("slot"). The unique (job, slot) pair is
+    the claim: of several instances, only the one whose insert succeeds runs the job."""
+
+    __tablename__ = "job_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job: Mapped[str] = mapped_column(String(50))
+    slot: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    instance: Mapped[str] = mapped_column(String(100))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(20), default="running")  # running | ok | failed
+    late_s: Mapped[float] = mapped_column(Float, default=0.0)
+    missed: Mapped[int] = mapped_column(Integer, default=0)  # earlier slots not run (downtime)
+    detail: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        UniqueConstraint("job", "slot", name="uq_job_runs_job_slot"),
+        Index("ix_job_runs_started_at", "started_at"),
+    )
+
+
+class Review(Base):
+    """An item in an owner's review queue: a held draft (``draft``: the source requires review
+    before answers are shared) or a voted-down answer (``feedback``) to correct."""
+
+    __tablename__ = "reviews"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(20))  # draft | feedback
+    exchange_id: Mapped[str] = mapped_column(ForeignKey("exchanges.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    # pending | approved | edited | rejected (drafts); verified | dismissed (feedback)
+    sources: Mapped[list[Any]] = mapped_column(default=list)
+    reviewers: Mapped[list[Any]] = mapped_column(default=list)  # emails
+    review_channel: Mapped[str | None] = mapped_column(String(200))
+    question: Mapped[str | None] = mapped_column(Text)
+    draft: Mapped[str | None] = mapped_column(Text)
+    citations: Mapped[list[Any]] = mapped_column(default=list)
+    final: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)  # thumbs-down reason, or the reviewer's
+    asker: Mapped[str] = mapped_column(String(320))
+    asker_ref: Mapped[str | None] = mapped_column(String(64))
+    channel: Mapped[str | None] = mapped_column(String(200))  # where the asker is answered
+    thread: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    decided_by: Mapped[str | None] = mapped_column(String(320))
+    reminded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reminders: Mapped[int] = mapped_column(Integer, default=0)
+    notices: Mapped[list[Any]] = mapped_column(default=list)  # where reviewers were asked
+
+    __table_args__ = (Index("ix_reviews_status", "status"),)
+
+
+class VerifiedAnswer(Base):
+    """An owner's corrected answer, preferred for the same question until a cited document
+    changes (``fingerprints`` no longer match)."""
+
+    __tablename__ = "verified_answers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    question: Mapped[str] = mapped_column(Text)
+    question_key: Mapped[str] = mapped_column(String(500))
+    answer: Mapped[str] = mapped_column(Text)
+    citations: Mapped[list[Any]] = mapped_column(default=list)
+    fingerprints: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    verified_by: Mapped[str] = mapped_column(String(320))
+    verified_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    status: Mapped[str] = mapped_column(String(20), default="active")  # active | stale
+    stale_reason: Mapped[str | None] = mapped_column(Text)
+    review_id: Mapped[int | None] = mapped_column(Integer)
+
+    __table_args__ = (Index("ix_verified_answers_key", "question_key"),)

@@ -5,13 +5,22 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot.core.access import ActiveGrant
 from bot.core.types import ExchangeResult
-from bot.store.models import AccessRequest, AuditEvent, Exchange, Feedback, Grant, utcnow
+from bot.store.models import (
+    AccessRequest,
+    AuditEvent,
+    Exchange,
+    Feedback,
+    Grant,
+    Review,
+    VerifiedAnswer,
+    utcnow,
+)
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -251,3 +260,98 @@ def cost_since(session: Session, since: datetime, asker: str | None = None) -> f
     if asker is not None:
         query = query.where(Exchange.asker == asker)
     return float(session.scalar(query) or 0.0)
+
+
+def expire_grants(session: Session, now: datetime | None = None) -> list[Grant]:
+    """Grants whose expiry has passed and that have no expiry audit row yet: write one each.
+    (They stopped working at their expiry already; this makes it visible in the audit log.)"""
+    now = now or utcnow()
+    rows = session.scalars(
+        select(Grant).where(
+            Grant.revoked_at.is_(None),
+            Grant.expires_at.is_not(None),
+            Grant.expiry_audited_at.is_(None),
+        )
+    ).all()
+    expired = [g for g in rows if (_aware(g.expires_at) or now) <= now]
+    for g in expired:
+        audit(
+            session,
+            actor="system",
+            action="expire",
+            target=g.principal,
+            subject=g.target,
+            reason=f"granted until {_aware(g.expires_at):%Y-%m-%d %H:%M} UTC",
+            details={"grant_id": g.id, "granted_by": g.granted_by},
+        )
+        g.expiry_audited_at = now
+    session.flush()
+    return expired
+
+
+def purge_text_before(session: Session, cutoff: datetime) -> int:
+    """Remove question and answer text (and free-text feedback and review drafts) of exchanges
+    older than ``cutoff``; counts, outcomes, costs and latencies stay for reports."""
+    old = select(Exchange.id).where(Exchange.created_at < cutoff)
+    done = session.execute(
+        update(Exchange)
+        .where(Exchange.created_at < cutoff)
+        .where((Exchange.question.is_not(None)) | (Exchange.answer.is_not(None)))
+        .values(question=None, answer=None)
+    ).rowcount  # type: ignore[attr-defined]
+    session.execute(update(Feedback).where(Feedback.exchange_id.in_(old)).values(reason=None))
+    session.execute(
+        update(Review)
+        .where(Review.exchange_id.in_(old))
+        .values(question=None, draft=None, final=None)
+    )
+    return int(done or 0)
+
+
+def add_review(session: Session, review: Review) -> Review:
+    session.add(review)
+    session.flush()
+    return review
+
+
+def get_review(session: Session, review_id: int) -> Review | None:
+    return session.get(Review, review_id)
+
+
+def pending_reviews(session: Session, kind: str | None = None) -> list[Review]:
+    query = select(Review).where(Review.status == "pending").order_by(Review.id)
+    if kind:
+        query = query.where(Review.kind == kind)
+    return list(session.scalars(query))
+
+
+def decide_review(
+    session: Session,
+    review_id: int,
+    *,
+    status: str,
+    actor: str,
+    final: str | None = None,
+    reason: str | None = None,
+) -> Review | None:
+    """Move a pending review to ``status``; None when it was decided already (a second click,
+    another reviewer) -- the conditional UPDATE makes the first decision the only one."""
+    values: dict[str, Any] = {"status": status, "decided_by": actor, "decided_at": utcnow()}
+    if final is not None:
+        values["final"] = final
+    if reason is not None:
+        values["reason"] = reason
+    changed = session.execute(
+        update(Review).where(Review.id == review_id, Review.status == "pending").values(**values)
+    ).rowcount  # type: ignore[attr-defined]
+    if not changed:
+        return None
+    session.flush()
+    review = session.get(Review, review_id)
+    if review is not None:
+        session.refresh(review)
+    return review
+
+
+def active_verified(session: Session) -> list[VerifiedAnswer]:
+    return list(session.scalars(select(VerifiedAnswer).where(VerifiedAnswer.status == "active")))

@@ -1,4 +1,5 @@
-"""Feedback: the thumbs on every answer and the thumbs-down reason modal."""
+"""Buttons and modals: feedback thumbs and reasons, access request decisions, and human
+review (approve / edit / reject drafts; verified answers after a thumbs-down)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from bot.slack import ids
 from bot.slack.access_requests import decide
 from bot.slack.blocks import feedback_modal
 from bot.slack.deps import SlackDeps
+from bot.slack.review import decide as decide_review
+from bot.slack.review import open_modal, submitted_text
 from bot.store import repo
 
 log = logging.getLogger("concierge.slack.actions")
@@ -88,4 +91,63 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         ).get("value")
         exchange_id = str(view.get("private_metadata") or "")
         voter = await _voter(deps, body["user"]["id"])
-        await save_vote(deps, exchange_id, voter, -1, reason=(details or None), category=category)
+        if await save_vote(
+            deps, exchange_id, voter, -1, reason=(details or None), category=category
+        ):
+            why = ": ".join(x for x in (category, details) if x) or None
+            deps.spawn(deps.runtime.reviews.feedback(exchange_id, voter, why))
+
+    @app.action(ids.REVIEW_APPROVE)
+    async def on_review_approve(
+        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]
+    ) -> None:
+        await ack()
+        deps.spawn(decide_review(deps, body, int(action["value"]), "approve"))
+
+    @app.action(ids.REVIEW_DISMISS)
+    async def on_review_dismiss(
+        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]
+    ) -> None:
+        await ack()
+        deps.spawn(decide_review(deps, body, int(action["value"]), "dismiss"))
+
+    @app.action(ids.REVIEW_EDIT)
+    async def on_review_edit(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        await open_modal(deps, body, action)  # trigger_id expires in 3 s: not spawned
+
+    @app.action(ids.REVIEW_REJECT)
+    async def on_review_reject(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        await open_modal(deps, body, action)
+
+    @app.action(ids.REVIEW_VERIFY)
+    async def on_review_verify(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        await open_modal(deps, body, action)
+
+    @app.view(ids.REVIEW_EDIT_MODAL)
+    async def on_review_edited(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        text = submitted_text(view)
+        if not (text or "").strip():
+            await ack(response_action="errors", errors={ids.REVIEW_TEXT_BLOCK: "Write the answer."})
+            return
+        await ack()
+        review_id = int(view.get("private_metadata") or 0)
+        deps.spawn(decide_review(deps, body, review_id, "edit", text=text))
+
+    @app.view(ids.REVIEW_REJECT_MODAL)
+    async def on_review_rejected(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        await ack()
+        review_id = int(view.get("private_metadata") or 0)
+        deps.spawn(decide_review(deps, body, review_id, "reject", text=submitted_text(view)))
+
+    @app.view(ids.REVIEW_VERIFY_MODAL)
+    async def on_review_verified(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        text = submitted_text(view)
+        if not (text or "").strip():
+            await ack(response_action="errors", errors={ids.REVIEW_TEXT_BLOCK: "Write the answer."})
+            return
+        await ack()
+        review_id = int(view.get("private_metadata") or 0)
+        deps.spawn(decide_review(deps, body, review_id, "verify", text=text))
