@@ -172,3 +172,31 @@ async def test_report_for_owners_only_by_dm_with_chart_and_csv(slack) -> None:
     await slack.command("UOLU", "report forever")
     await slack.settle()
     assert "Usage" in replies(slack)[-1]
+
+
+async def test_the_weekly_report_job_dms_owners_with_links_to_voted_down_threads(slack) -> None:
+    from sqlalchemy import select
+
+    from bot.jobs.scheduler import JobHost, Scheduler
+    from bot.slack.delivery import SlackDelivery
+    from bot.store import repo
+    from bot.store.models import Exchange, JobRun, utcnow
+    from tests.slack_helpers import dm
+
+    slack.api.add_user("UOLU", "olu@canary.test")
+    await slack.event(dm("UEVE", "Where do I submit expenses?", "5.1"))
+    await slack.settle()
+    with slack.deps.runtime.store.session() as s:
+        (exchange,) = s.scalars(select(Exchange)).all()
+        repo.set_vote(s, exchange_id=exchange.id, voter="eve@canary.test", vote=-1, reason="stale")
+    runtime = slack.deps.runtime
+    scheduler = Scheduler(JobHost(runtime.store, runtime, delivery=SlackDelivery(slack.deps)), {})
+    assert await scheduler.run("weekly_report", slot=utcnow())
+    (summary,) = [m for m in slack.api.in_channel("DOLU") if m.blocks]
+    text = json.dumps(summary.blocks)
+    assert "last 7 days" in text and "stale" in text
+    assert "https://slack.com/archives/DEVE/p51|thread" in text
+    assert {f["filename"] for f in slack.api.uploads.values()} == {"chart.png", "report.csv"}
+    with runtime.store.session() as s:
+        (run,) = s.scalars(select(JobRun)).all()
+    assert run.status == "ok" and run.detail == "sent to 1 of 1 owner(s)"

@@ -26,6 +26,17 @@ def parse_period(text: str) -> int:
     return int(m.group(1))
 
 
+SLACK_ID = re.compile(r"^[CDG][A-Z0-9]{2,}$")
+TS = re.compile(r"^\d+\.\d+$")
+
+
+def thread_link(channel: str | None, thread: str | None) -> str:
+    """A link to the Slack thread of an exchange (Slack resolves it for a signed-in reader)."""
+    if not channel or not thread or not SLACK_ID.match(channel) or not TS.match(thread):
+        return ""
+    return f" <https://slack.com/archives/{channel}/p{thread.replace('.', '')}|thread>"
+
+
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value * 100:.0f}%"
 
@@ -44,7 +55,7 @@ def summary_blocks(report: Report, days: int) -> list[dict[str, Any]]:
     worst = report.worst(3)
     lines = [
         f"• {r.down}👎 “{escape((r.question or '')[:100])}” — "
-        f"{escape('; '.join(r.reasons) or 'no reason given')}"
+        f"{escape('; '.join(r.reasons) or 'no reason given')}{thread_link(r.channel, r.thread)}"
         for r in worst
     ]
     blocks = [
