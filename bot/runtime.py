@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from bot.config import WorkspaceConfig, load_config, unknown_keys
@@ -33,6 +35,43 @@ from connectors.base import Connector, ConnectorContext
 from connectors.registry import build_connectors
 
 log = logging.getLogger("concierge")
+
+
+class GrantCache:
+    """Active grants, cached behind a lock. Every change to grants (a grant, a revocation, an
+    approval, an expiry noted) writes an audit row, so the cache checks the newest audit row id
+    on each use -- one indexed lookup, shared by every process and instance on the database --
+    and reloads when it moved, when a cached grant reaches its expiry, or after ``ttl_s``."""
+
+    def __init__(self, store: Store, ttl_s: float = 60.0) -> None:
+        self.store = store
+        self.ttl_s = ttl_s
+        self._lock = threading.Lock()
+        self._state: tuple[int, float, list[ActiveGrant]] | None = None  # version, until, grants
+        self.loads = 0
+
+    async def get(self) -> list[ActiveGrant]:
+        return await asyncio.to_thread(self._get)
+
+    def _get(self) -> list[ActiveGrant]:
+        with self._lock, self.store.session() as s:
+            version = repo.audit_version(s)
+            now = time.monotonic()
+            if self._state is not None:
+                seen, until, grants = self._state
+                if seen == version and now < until:
+                    return grants
+            rows = repo.active_grants(s)
+            self.loads += 1
+            until = now + self.ttl_s
+            wall = datetime.now(UTC)
+            for g in rows:
+                expires = repo.as_utc(g.expires_at)
+                if expires is not None:  # never serve a grant past its expiry
+                    until = min(until, now + max(0.0, (expires - wall).total_seconds()))
+            grants = [ActiveGrant(g.principal, g.target) for g in rows]
+            self._state = (version, until, grants)
+            return grants
 
 
 class _OwnerNotice:
@@ -66,13 +105,10 @@ class Runtime:
     warnings: list[str]
     owner_notice: _OwnerNotice
     reviews: ReviewDesk
+    grant_cache: GrantCache
 
     async def grants(self) -> list[ActiveGrant]:
-        return await asyncio.to_thread(self._grants)
-
-    def _grants(self) -> list[ActiveGrant]:
-        with self.store.session() as s:
-            return repo.active_grant_pairs(s)
+        return await self.grant_cache.get()
 
     async def record(self, result: ExchangeResult) -> None:
         def write() -> None:
@@ -181,6 +217,7 @@ async def build_runtime(
         warnings=warnings,
         owner_notice=runtime_notify,
         reviews=ReviewDesk(store, config, connectors),
+        grant_cache=GrantCache(store, ttl_s=settings.access_cache_s),
     )
     runtime.pipeline = Pipeline(
         PipelineDeps(

@@ -41,6 +41,8 @@ class Settings(BaseSettings):
         default=90, gt=0, alias="CONCIERGE_SLACK_APPENDS_PER_MIN"
     )
     shutdown_grace_s: float = Field(default=30, ge=0, alias="CONCIERGE_SHUTDOWN_GRACE_S")
+    # Active grants are re-read at least this often (and at once after any access change).
+    access_cache_s: float = Field(default=60.0, ge=0, alias="CONCIERGE_ACCESS_CACHE_S")
     # Run the scheduled jobs in this instance (each job still runs once across instances).
     scheduler: bool = Field(default=True, alias="CONCIERGE_SCHEDULER")
     log_level: str = "WARNING"

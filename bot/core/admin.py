@@ -314,24 +314,36 @@ class Requests:
                 f"Only {', '.join(request.approvers or self.config.admins)} "
                 "can decide this request."
             )
-        if request.status != "pending":
+        status = "approved" if approve else "denied"
+        # Claim the decision first (a conditional UPDATE on "pending"): of two approvers
+        # clicking at once, one decides and the other is told; no second grant is made.
+        with self.store.session() as s:
+            claimed = repo.claim_request(s, request_id, status=status, actor=actor, reason=why)
+        if not claimed:
+            with self.store.session() as s:
+                request = repo.get_request(s, request_id) or request
             raise UsageError(
                 f"Request #{request_id} was already {request.status} by {request.decided_by}."
             )
         grant = None
         if approve:
-            grant = self.admin.grant(
-                actor=actor,
-                who=request.requester,
-                what=request.source,
-                duration=REQUEST_GRANT,
-                reason=why or f"approved request #{request_id}",
-            ).grant
+            try:
+                grant = self.admin.grant(
+                    actor=actor,
+                    who=request.requester,
+                    what=request.source,
+                    duration=REQUEST_GRANT,
+                    reason=why or f"approved request #{request_id}",
+                ).grant
+            except Exception:
+                with self.store.session() as s:  # the grant failed: the request stays open
+                    repo.reopen_request(s, request_id)
+                raise
         with self.store.session() as s:
             request = repo.decide_request(
                 s,
                 request_id,
-                status="approved" if approve else "denied",
+                status=status,
                 actor=actor,
                 reason=why,
                 grant_id=grant.id if grant else None,

@@ -12,6 +12,7 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.core.versions import RedisVersion
 from bot.errors import ConfigError
 from bot.runtime import Runtime, make_redis
 from bot.settings import Settings
@@ -95,7 +96,16 @@ def build_app(deps: SlackDeps, *, socket_mode: bool = False) -> AsyncApp:
 
 
 def build_deps(settings: Settings, runtime: Runtime, client: AsyncWebClient) -> SlackDeps:
-    identity = SlackIdentityResolver(client, runtime.config)
+    redis = make_redis(settings)
+    identity = SlackIdentityResolver(
+        client,
+        runtime.config,
+        version=(
+            RedisVersion(redis, f"{settings.redis_prefix}identity:version")
+            if redis is not None
+            else None
+        ),
+    )
     offline = frozenset(
         name
         for name in runtime.config.chain

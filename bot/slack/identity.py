@@ -18,6 +18,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.config import WorkspaceConfig
 from bot.core.identity import UnknownPerson
 from bot.core.types import Asker
+from bot.core.versions import LocalVersion, RedisVersion
 
 log = logging.getLogger("concierge.slack.identity")
 
@@ -30,8 +31,13 @@ class SlackIdentityResolver:
         *,
         team_id: str | None = None,
         ttl_s: float = 300.0,
+        version: LocalVersion | RedisVersion | None = None,
     ) -> None:
         self.client = client
+        # Bumped by whichever instance receives user_change / subteam_members_changed; every
+        # instance drops its cache when it sees the count move.
+        self.version = version or LocalVersion()
+        self._seen = 0
         self.config = config
         self.team_id = team_id
         self._people = {p.email: p for p in config.people}
@@ -39,13 +45,30 @@ class SlackIdentityResolver:
         self._groups: TTLCache[str, dict[str, frozenset[str]]] = TTLCache(maxsize=1, ttl=ttl_s)
         self._lock = asyncio.Lock()
 
-    def invalidate(self, user_id: str | None = None) -> None:
-        """Forget cached answers (on user_change / subteam_members_changed)."""
+    def _forget(self, user_id: str | None = None) -> None:
         if user_id is None:
             self._users.clear()
         else:
             self._users.pop(user_id, None)
         self._groups.clear()
+
+    async def invalidate(self, user_id: str | None = None) -> None:
+        """Forget cached answers (on user_change / subteam_members_changed), here at once and
+        in the other instances from their next question on."""
+        self._forget(user_id)
+        try:
+            await self.version.bump()
+        except Exception as exc:  # Redis down: this instance is still right; others age out
+            log.warning("could not share an identity change (%s)", exc.__class__.__name__)
+
+    async def _check_version(self) -> None:
+        try:
+            current = await self.version.get()
+        except Exception:
+            return
+        if current != self._seen:
+            self._forget()
+            self._seen = current
 
     async def _group_map(self) -> dict[str, frozenset[str]]:
         cached = self._groups.get("all")
@@ -69,6 +92,7 @@ class SlackIdentityResolver:
         return result
 
     async def resolve(self, ref: str) -> Asker:
+        await self._check_version()
         async with self._lock:
             cached = self._users.get(ref)
             if cached is not None:

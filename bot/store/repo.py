@@ -245,6 +245,26 @@ def decide_request(
     return row
 
 
+def claim_request(
+    session: Session, request_id: int, *, status: str, actor: str, reason: str | None
+) -> bool:
+    """Decide a pending request; False when it was no longer pending."""
+    changed = session.execute(
+        update(AccessRequest)
+        .where(AccessRequest.id == request_id, AccessRequest.status == "pending")
+        .values(status=status, decided_by=actor, decided_at=utcnow(), decision_reason=reason)
+    ).rowcount  # type: ignore[attr-defined]
+    return bool(changed)
+
+
+def reopen_request(session: Session, request_id: int) -> None:
+    session.execute(
+        update(AccessRequest)
+        .where(AccessRequest.id == request_id)
+        .values(status="pending", decided_by=None, decided_at=None, decision_reason=None)
+    )
+
+
 def add_request_notice(session: Session, request_id: int, notice: dict[str, Any]) -> None:
     row = session.get(AccessRequest, request_id)
     if row is not None:
@@ -355,3 +375,8 @@ def decide_review(
 
 def active_verified(session: Session) -> list[VerifiedAnswer]:
     return list(session.scalars(select(VerifiedAnswer).where(VerifiedAnswer.status == "active")))
+
+
+def audit_version(session: Session) -> int:
+    """The newest audit row id: it moves with every access change."""
+    return int(session.scalar(select(func.max(AuditEvent.id))) or 0)

@@ -111,8 +111,8 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
 
     @app.event("user_change")
     async def on_user_change(event: dict[str, Any]) -> None:
-        deps.identity.invalidate((event.get("user") or {}).get("id"))
+        await deps.identity.invalidate((event.get("user") or {}).get("id"))
 
     @app.event("subteam_members_changed")
     async def on_subteam_change(event: dict[str, Any]) -> None:
-        deps.identity.invalidate()
+        await deps.identity.invalidate()
