@@ -296,6 +296,7 @@ class WorkspaceConfig(_Strict):
 
     name: str = "workspace"
     admins: tuple[str, ...] = ()
+    slack_admins: bool = False  # Slack workspace admins and owners may also manage access
     owners: tuple[str, ...] = ()
     people: tuple[Person, ...] = ()
     roles: dict[str, Role] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from sqlalchemy import select
 
 from bot.store.models import AuditEvent, Grant
@@ -200,3 +201,25 @@ async def test_the_weekly_report_job_dms_owners_with_links_to_voted_down_threads
     with runtime.store.session() as s:
         (run,) = s.scalars(select(JobRun)).all()
     assert run.status == "ok" and run.detail == "sent to 1 of 1 owner(s)"
+
+
+@pytest.fixture
+def slack_admins(workspace, request) -> bool:  # type: ignore[no-untyped-def]
+    if request.param:
+        workspace.config.write_text(workspace.config.read_text() + "slack_admins: true\n")
+    return bool(request.param)
+
+
+@pytest.mark.parametrize("slack_admins", [False, True], indirect=True)
+async def test_slack_workspace_admins_manage_access_only_when_configured(
+    slack_admins: bool, slack
+) -> None:
+    slack.api.add_user("UBOSS", "boss@canary.test", is_admin=True)
+    slack.api.add_user("UGUESTADMIN", "ga@partner.test", is_admin=True, is_restricted=True)
+    await slack.command("UBOSS", "access grant <@UEVE> finance-notes")
+    await slack.command("UGUESTADMIN", "access grant <@UEVE> runbooks")
+    await slack.settle()
+    targets = {g.target for g in grants(slack)}
+    assert targets == ({"finance-notes"} if slack_admins else set())  # never a guest's grant
+    refused = [a for a in audit(slack) if a.action == "refused"]
+    assert len(refused) == (1 if slack_admins else 2)

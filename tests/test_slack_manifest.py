@@ -22,6 +22,8 @@ METHOD_SCOPES = {
     "chat_stopStream": "chat:write",
     "conversations_open": "im:write",
     "conversations_info": "channels:read",
+    "conversations_members": "channels:read",
+    "users_list": "users:read",
     "users_info": "users:read",
     "users_lookupByEmail": "users:read.email",
     "usergroups_list": "usergroups:read",
@@ -38,6 +40,8 @@ EVENT_SCOPES = {
     "message.im": "im:history",
     "user_change": "users:read",
     "subteam_members_changed": "usergroups:read",
+    "member_joined_channel": "channels:read",
+    "member_left_channel": "channels:read",
 }
 EXTRA = {"commands", "users:read.email", "groups:read"}  # /concierge; emails; private channels
 

@@ -77,7 +77,7 @@ class AccessPolicy:
         self, audience: Audience, grants: Iterable[ActiveGrant]
     ) -> frozenset[str]:
         held = set(audience.principals)
-        if audience.channel:
+        if audience.channel and not audience.has_guests:
             for grant in grants:
                 if grant.principal == f"channel:{audience.channel}":
                     held.add(

@@ -46,9 +46,14 @@ class Outcome:
 
 
 class AccessAdmin:
-    def __init__(self, store: Store, config: WorkspaceConfig) -> None:
+    def __init__(
+        self, store: Store, config: WorkspaceConfig, *, also_admins: frozenset[str] = frozenset()
+    ) -> None:
         self.store = store
         self.config = config
+        # People who are admins here besides the config's (Slack workspace admins, when
+        # the config's slack_admins is true).
+        self.also_admins = also_admins
 
     # -- parsing ---------------------------------------------------------------------------
     def parse_who(self, who: str) -> str:
@@ -88,7 +93,7 @@ class AccessAdmin:
 
     # -- checks ----------------------------------------------------------------------------
     def is_admin(self, actor: str) -> bool:
-        return actor.lower() in self.config.admins
+        return actor.lower() in self.config.admins or actor.lower() in self.also_admins
 
     def require_admin(self, actor: str, operation: str, target: str | None = None) -> None:
         """Refuse (and audit the refusal) unless ``actor`` is an admin."""

@@ -27,6 +27,7 @@ class Asker:
     guest: bool = False
     name: str | None = None
     ref: str | None = None  # the front end's own id (a Slack user id), if any
+    workspace_admin: bool = False  # a Slack workspace admin or owner (not a guest)
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,9 @@ class Audience:
 
     kind: AudienceKind = "private"
     channel: str | None = None
+    # A guest or an external (Slack Connect) member reads the channel: grants to the channel
+    # do not count for them, so only what is for everyone may be used.
+    has_guests: bool = False
 
     @property
     def is_private(self) -> bool:
@@ -47,7 +51,7 @@ class Audience:
     @property
     def principals(self) -> frozenset[str]:
         """What every reader of a channel is known to hold."""
-        if self.channel:
+        if self.channel and not self.has_guests:
             return frozenset({"everyone", f"channel:{self.channel}"})
         return frozenset({"everyone"})
 

@@ -7,6 +7,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from cachetools import TTLCache
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
@@ -28,6 +29,10 @@ class SlackDeps:
     stream_client: AsyncWebClient | None = None  # without automatic 429 retries
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     channel_names: dict[str, tuple[str, bool]] = field(default_factory=dict)
+    # Whether a channel has guest or external readers; refreshed on member joins and leaves.
+    channel_guests: TTLCache[str, bool] = field(
+        default_factory=lambda: TTLCache(maxsize=10_000, ttl=300)
+    )
 
     @property
     def streaming_client(self) -> AsyncWebClient:

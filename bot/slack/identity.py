@@ -43,7 +43,35 @@ class SlackIdentityResolver:
         self._people = {p.email: p for p in config.people}
         self._users: TTLCache[str, Asker] = TTLCache(maxsize=50_000, ttl=ttl_s)
         self._groups: TTLCache[str, dict[str, frozenset[str]]] = TTLCache(maxsize=1, ttl=ttl_s)
+        self._guests: TTLCache[str, frozenset[str]] = TTLCache(maxsize=1, ttl=ttl_s)
         self._lock = asyncio.Lock()
+
+    async def guest_ids(self) -> frozenset[str]:
+        """Ids of the workspace's guests (restricted accounts) and external people, from
+        users.list, cached with the rest and dropped on user_change."""
+        await self._check_version()
+        cached = self._guests.get("all")
+        if cached is not None:
+            return cached
+        found: set[str] = set()
+        cursor = None
+        for _ in range(200):  # up to 200 pages of 1,000 people
+            page = await self.client.users_list(limit=1000, cursor=cursor)
+            for user in page.get("members") or []:
+                external = self.team_id and user.get("team_id") and user["team_id"] != self.team_id
+                if (
+                    user.get("is_restricted")
+                    or user.get("is_ultra_restricted")
+                    or user.get("is_stranger")
+                    or external
+                ):
+                    found.add(str(user.get("id")))
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                break
+        result = frozenset(found)
+        self._guests["all"] = result
+        return result
 
     def _forget(self, user_id: str | None = None) -> None:
         if user_id is None:
@@ -51,6 +79,7 @@ class SlackIdentityResolver:
         else:
             self._users.pop(user_id, None)
         self._groups.clear()
+        self._guests.clear()
 
     async def invalidate(self, user_id: str | None = None) -> None:
         """Forget cached answers (on user_change / subteam_members_changed), here at once and
@@ -124,6 +153,7 @@ class SlackIdentityResolver:
                 guest=guest or bool(person and person.guest),
                 name=str(user.get("real_name") or profile.get("real_name") or "") or None,
                 ref=ref,
+                workspace_admin=bool(not guest and (user.get("is_admin") or user.get("is_owner"))),
             )
             self._users[ref] = asker
             return asker

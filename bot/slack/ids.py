@@ -17,6 +17,8 @@ BOT_EVENTS = (
     "assistant_thread_context_changed",
     "user_change",
     "subteam_members_changed",
+    "member_joined_channel",
+    "member_left_channel",
 )
 ACCESS_APPROVE = "concierge_access_approve"  # buttons on an access request sent to its owner
 ACCESS_DENY = "concierge_access_deny"

@@ -22,7 +22,40 @@ async def audience_for(deps: SlackDeps, channel: str, channel_type: str | None) 
     if channel_type == "im" or channel.startswith("D"):
         return Audience()
     name = await channel_name(deps, channel)
-    return Audience(kind="channel", channel=name)
+    return Audience(kind="channel", channel=name, has_guests=await has_guests(deps, channel))
+
+
+async def has_guests(deps: SlackDeps, channel: str) -> bool:
+    """Whether a guest or an external person reads the channel (cached; refreshed when
+    someone joins or leaves). When it cannot be told, the answer is yes (fail closed)."""
+    cached = deps.channel_guests.get(channel)
+    if cached is not None:
+        return cached
+    try:
+        info = (await deps.client.conversations_info(channel=channel)).get("channel") or {}
+        found = bool(info.get("is_ext_shared") or info.get("is_shared"))
+        if not found:
+            guests = await deps.identity.guest_ids()
+            cursor = None
+            for _ in range(50):  # up to 50 pages of members
+                page = await deps.client.conversations_members(
+                    channel=channel, limit=1000, cursor=cursor
+                )
+                if guests.intersection(page.get("members") or []):
+                    found = True
+                    break
+                cursor = (page.get("response_metadata") or {}).get("next_cursor")
+                if not cursor:
+                    break
+    except Exception as exc:
+        log.warning(
+            "cannot tell who reads %s (%s): treating it as shared with guests",
+            channel,
+            exc.__class__.__name__,
+        )
+        found = True
+    deps.channel_guests[channel] = found
+    return found
 
 
 async def channel_name(deps: SlackDeps, channel: str) -> str:

@@ -55,6 +55,7 @@ class SlackStandIn:
     socket_acks: list[dict[str, Any]] = field(default_factory=list)
     missing: set[str] = field(default_factory=set)  # methods answered with HTTP 404
     uploads: dict[str, dict[str, Any]] = field(default_factory=dict)
+    channel_members: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._ts = itertools.count(1)
@@ -185,6 +186,13 @@ class SlackStandIn:
     def api_conversations_info(self, p: dict[str, Any]) -> dict[str, Any]:
         cid = p.get("channel", "")
         return {"channel": self.channels.get(cid, {"id": cid, "name": cid.lower()})}
+
+    def api_conversations_members(self, p: dict[str, Any]) -> dict[str, Any]:
+        members = self.channel_members.get(p.get("channel", ""), [])
+        return {"members": members, "response_metadata": {"next_cursor": ""}}
+
+    def api_users_list(self, p: dict[str, Any]) -> dict[str, Any]:
+        return {"members": list(self.users.values()), "response_metadata": {"next_cursor": ""}}
 
     def api_conversations_open(self, p: dict[str, Any]) -> dict[str, Any]:
         return {"channel": {"id": "D" + str(p.get("users", "")).lstrip("U")}}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -77,7 +78,13 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
 
 async def access(deps: SlackDeps, command: dict[str, Any], text: str) -> None:
     """Run an access subcommand after the ack; the reply is ephemeral."""
-    admin = AccessAdmin(deps.runtime.store, deps.runtime.config)
+    also: frozenset[str] = frozenset()
+    if deps.runtime.config.slack_admins:
+        with contextlib.suppress(Exception):  # unknown to Slack: the refusal says why later
+            asker = await deps.identity.resolve(command["user_id"])
+            if asker.workspace_admin:
+                also = frozenset({asker.email})
+    admin = AccessAdmin(deps.runtime.store, deps.runtime.config, also_admins=also)
 
     async def resolve(user_id: str) -> str:
         try:

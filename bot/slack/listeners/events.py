@@ -113,6 +113,14 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
     async def on_user_change(event: dict[str, Any]) -> None:
         await deps.identity.invalidate((event.get("user") or {}).get("id"))
 
+    @app.event("member_joined_channel")
+    async def on_member_joined(event: dict[str, Any]) -> None:
+        deps.channel_guests.pop(str(event.get("channel") or ""), None)
+
+    @app.event("member_left_channel")
+    async def on_member_left(event: dict[str, Any]) -> None:
+        deps.channel_guests.pop(str(event.get("channel") or ""), None)
+
     @app.event("subteam_members_changed")
     async def on_subteam_change(event: dict[str, Any]) -> None:
         await deps.identity.invalidate()
