@@ -113,7 +113,18 @@ class Runtime:
     async def record(self, result: ExchangeResult) -> None:
         def write() -> None:
             with self.store.session() as s:
-                repo.record_exchange(s, result)
+                recorded = repo.record_exchange(s, result)
+                if recorded and result.outcome == "refused" and result.error == "no_access":
+                    # A question denied for want of access is part of the access trail.
+                    repo.audit(
+                        s,
+                        actor=result.asker,
+                        action="denied",
+                        target=f"user:{result.asker}",
+                        subject="question",
+                        reason="no readable source",
+                        details={"exchange_id": result.exchange_id, "audience": result.audience},
+                    )
 
         await asyncio.to_thread(write)
 

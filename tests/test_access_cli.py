@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 from sqlalchemy import select, update
@@ -98,3 +99,16 @@ def test_regranting_replaces_the_old_grant(cli, db_url: str) -> None:
     listed = [line for line in cli("access", "list").out.splitlines() if line.startswith("#")]
     assert len(listed) == 1 and "until" not in listed[0]
     assert len(audit_rows(db_url)) == 2
+
+
+def test_a_question_denied_for_want_of_access_is_audited(cli, workspace, db_url: str) -> None:
+    text = workspace.config.read_text().replace(
+        "readers: everyone, data_class: public", "readers: [group:engineering], data_class: public"
+    )
+    workspace.config.write_text(text)
+    result = cli("ask", "Where do I submit expenses?", "--as", "maya@canary.test", "--json")
+    assert result.code == 0 and json.loads(result.out)["outcome"] == "refused"
+    audit = cli("access", "audit", "5").out
+    assert "denied" in audit and "maya@canary.test" in audit
+    cli("ask", "Where do I submit expenses?", "--as", "eve@canary.test")  # eve may read: no row
+    assert cli("access", "audit", "5").out.count("denied") == 1
