@@ -35,7 +35,7 @@ QUESTION = "Which cost center should the offsite be booked against?"
 
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 async def main(n: int, n_grants: int, url: str | None) -> None:
@@ -60,7 +60,9 @@ async def main(n: int, n_grants: int, url: str | None) -> None:
         hits.append((time.perf_counter() - t) * 1000)
     admin = AccessAdmin(other, config)
     for i in range(min(n, 200)):
-        admin.grant(actor="cli", who=f"q{i}@bench.test", what="handbook", duration=None, reason=None)
+        admin.grant(
+            actor="cli", who=f"q{i}@bench.test", what="handbook", duration=None, reason=None
+        )
         t = time.perf_counter()
         await runtime.grants()
         misses.append((time.perf_counter() - t) * 1000)

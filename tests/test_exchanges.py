@@ -7,7 +7,7 @@ import json
 from sqlalchemy import select
 
 from bot.store.db import Store
-from bot.store.models import Exchange, Feedback
+from bot.store.models import Exchange, Feedback, Review
 
 REQUIRED_JSON = {
     "exchange_id",
@@ -102,6 +102,18 @@ def test_chat_turns_votes_and_follow_ups(cli, db_url: str) -> None:
     assert by_id[exchanges[1].id].vote == -1
     assert by_id[exchanges[1].id].reason == "missing the deadline"
     assert exchanges[2].id not in by_id
+    # The thumbs-down with its reason is in the owners' review queue.
+    store = Store.open(db_url)
+    try:
+        with store.session() as s:
+            (item,) = s.scalars(select(Review)).all()
+    finally:
+        store.close()
+    assert (item.kind, item.exchange_id, item.reason) == (
+        "feedback",
+        exchanges[1].id,
+        "missing the deadline",
+    )
 
 
 def test_a_changed_vote_replaces_the_old_one(cli, db_url: str) -> None:

@@ -174,6 +174,13 @@ async def _feedback(runtime: Runtime, result: ExchangeResult, email: str) -> str
                 )
 
         await asyncio.to_thread(save)
-        out("Thanks, noted." if vote > 0 else "Thanks — this goes to the owners' report.")
+        if vote < 0 and reason:
+            await runtime.reviews.feedback(result.exchange_id, email, reason)
+        out(
+            "Thanks, noted."
+            if vote > 0
+            else "Thanks — this goes to the owners' report"
+            + (" and the sources' owners." if reason else ".")
+        )
         return None
     return reply if choice else None
