@@ -137,3 +137,19 @@ def test_a_bad_schedule_is_refused_with_the_field(cli, env) -> None:
     Path(env["CONCIERGE_CONFIG"]).write_text(text)
     result = cli("jobs", "list")
     assert result.code == 2 and "jobs.weekly_report" in result.err and "crontab" in result.err
+
+
+def test_a_fresh_process_schedules_every_configured_job() -> None:
+    code = (
+        "from bot.config import Jobs\n"
+        "from bot.jobs.scheduler import JobHost, Scheduler\n"
+        "s = Scheduler.from_config(JobHost(None), Jobs().schedule(), 'UTC')\n"
+        "print(' '.join(sorted(s.triggers)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == sorted(
+        ["grant_expiry", "reindex", "retention_purge", "review_reminders", "weekly_report"]
+    )

@@ -132,6 +132,8 @@ class Scheduler:
 
     @classmethod
     def from_config(cls, host: JobHost, schedule: dict[str, str], timezone: str) -> Scheduler:
+        import bot.jobs.tasks  # noqa: F401  (registers the jobs)
+
         zone = ZoneInfo(timezone)
         triggers: dict[str, BaseTrigger] = {
             name: CronTrigger.from_crontab(cron, timezone=zone)
