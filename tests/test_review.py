@@ -113,6 +113,9 @@ async def test_a_draft_is_held_then_approved_and_delivered(desk: str, slack: Sla
     await slack.interaction(click("UMAYA", "concierge_review_approve", str(review.id), channel, ts))
     await slack.settle()
     assert rows(slack, Review)[0].status == "pending" and CANARY not in asker_sees(slack)
+    await slack.interaction(click("UMAYA", "concierge_review_edit", str(review.id), channel, ts))
+    await slack.settle()
+    assert slack.api.called("views.open") == []  # no draft shown to a non-reviewer either
     refusal = [p for m, p in slack.api.calls if m == "chat.postEphemeral" and p["user"] == "UMAYA"]
     assert "Only the reviewers" in refusal[-1]["text"]
     # hana approves: eve gets the answer in her thread, labelled.
@@ -131,7 +134,7 @@ async def test_a_draft_is_held_then_approved_and_delivered(desk: str, slack: Sla
     assert len([m for m in slack.api.in_channel("DEVE") if CANARY in m.full_text()]) == 1
     actions = [a.action for a in rows(slack, AuditEvent)]
     assert actions.count("review.approve") == 1 and actions.count("review.draft") == 1
-    assert "refused" in actions
+    assert actions.count("refused") == 2
 
 
 @pytest.mark.parametrize("desk", ["dm"], indirect=True)

@@ -225,10 +225,10 @@ class ReviewDesk:
         try:
             return await asyncio.to_thread(write)
         except NotAReviewer:
-            await asyncio.to_thread(self._refused, review_id, actor, action)
+            await asyncio.to_thread(self.record_refusal, review_id, actor, action)
             raise
 
-    def _refused(self, review_id: int, actor: str, action: str) -> None:
+    def record_refusal(self, review_id: int, actor: str, action: str) -> None:
         with self.store.session() as s:
             review = repo.get_review(s, review_id)
             repo.audit(

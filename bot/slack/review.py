@@ -206,6 +206,7 @@ async def decide(
         if action == "noop":
             review = await asyncio.to_thread(_load, deps, review_id)
             if not desk.may_decide(review, actor):
+                await asyncio.to_thread(desk.record_refusal, review_id, actor, "open")
                 raise UsageError(
                     "Only the reviewers of " + ", ".join(review.sources) + " can decide this."
                 )
