@@ -89,6 +89,16 @@ class SlackDriver:
         body = urlencode({"payload": json.dumps(payload)})
         return await self.post(body, "application/x-www-form-urlencoded")
 
+    async def until(self, check: Any, limit_s: float = 10) -> None:
+        """Settle, then keep settling until ``check()`` is true (work that Slack events start
+        after the ack can begin a moment later on a loaded machine)."""
+        deadline = time.monotonic() + limit_s
+        await self.settle()
+        while not check() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            await self.settle()
+        assert check(), "the expected work did not happen"
+
     async def settle(self, limit_s: float = 20) -> None:
         """Wait until every answer started after an ack has finished."""
         deadline = time.monotonic() + limit_s

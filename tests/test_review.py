@@ -6,6 +6,7 @@ answers from it are held for hana. A held draft never reaches the asker before a
 
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
 from typing import Any
 
@@ -86,7 +87,7 @@ def submit(user: str, callback_id: str, review_id: int, text: str | None) -> dic
 async def held(slack: SlackDriver, ts: str = "700.1") -> tuple[Review, str, str]:
     """eve asks the HR question in a DM; returns the review and where it was posted."""
     await slack.event(dm("UEVE", HR_QUESTION, ts))
-    await slack.settle()
+    await slack.until(lambda: any(r.notices for r in rows(slack, Review)))
     (review,) = rows(slack, Review)
     (where,) = review.notices
     return review, where["channel"], where["ts"]
@@ -156,7 +157,10 @@ async def test_a_draft_edited_by_its_reviewer_reaches_the_asker_edited(
     assert edited in asker_sees(slack) and "edited and approved by hana" in asker_sees(slack)
     assert CANARY not in asker_sees(slack)  # the unedited draft never went out
     (audit,) = [a for a in rows(slack, AuditEvent) if a.action == "review.edit"]
-    assert audit.details["final"] == edited and CANARY in audit.details["draft"]
+    (row,) = rows(slack, Review)
+    assert (row.status, row.final) == ("edited", edited) and CANARY in (row.draft or "")
+    assert audit.details["final_sha256"] == hashlib.sha256(edited.encode()).hexdigest()
+    assert CANARY not in str(audit.details)  # the audit log keeps no answer text
 
 
 @pytest.mark.parametrize("desk", ["dm"], indirect=True)

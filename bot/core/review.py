@@ -14,6 +14,7 @@ Every decision is an audit row (actor, what, when, why, edits).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -45,6 +46,10 @@ def question_key(text: str) -> str:
     """Content words, sorted: the same question asked with other words around it."""
     words = sorted({w for w in WORD.findall(text.lower()) if w not in STOP})
     return " ".join(words)[:500]
+
+
+def _sha(text: str | None) -> str:
+    return hashlib.sha256((text or "").encode()).hexdigest()
 
 
 def _similar(a: str, b: str) -> bool:
@@ -209,8 +214,10 @@ class ReviewDesk:
                         exchange.outcome, exchange.answer = "answered", final
                 details: dict[str, Any] = {"review_id": review_id}
                 if action == "edit":
-                    details["draft"] = review.draft
-                    details["final"] = final
+                    # The texts themselves stay in the review row, which retention may purge;
+                    # the append-only audit log keeps fingerprints of both.
+                    details["draft_sha256"] = _sha(review.draft)
+                    details["final_sha256"] = _sha(final)
                 repo.audit(
                     s,
                     actor=actor,

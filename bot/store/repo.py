@@ -323,7 +323,7 @@ def purge_text_before(session: Session, cutoff: datetime) -> int:
     session.execute(
         update(Review)
         .where(Review.exchange_id.in_(old))
-        .values(question=None, draft=None, final=None)
+        .values(question=None, draft=None, final=None, reason=None)
     )
     return int(done or 0)
 
