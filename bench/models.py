@@ -101,39 +101,16 @@ async def main() -> None:
         "| answered by primary |"
     )
     print("| --- | --- | --- | --- | --- |")
+    scenarios = [
+        ("healthy primary (first token 0.4 s)", healthy, None),
+        ("slow primary (8 s), first-token deadline 4 s", slow, None),
+        ("slow primary (8 s), hedging after 1.5 s", slow, 1.5),
+        ("primary failing 50% (HTTP 500)", flaky, 1.5),
+    ]
     try:
-        print(
-            await scenario(
-                "healthy primary (first token 0.4 s)",
-                healthy,
-                config(tmp, healthy.url, hedge=None, first_token_s=4),
-                args.n,
-            )
-        )
-        print(
-            await scenario(
-                "slow primary (8 s), first-token deadline 4 s",
-                slow,
-                config(tmp, slow.url, hedge=None, first_token_s=4),
-                args.n,
-            )
-        )
-        print(
-            await scenario(
-                "slow primary (8 s), hedging after 1.5 s",
-                slow,
-                config(tmp, slow.url, hedge=1.5, first_token_s=4),
-                args.n,
-            )
-        )
-        print(
-            await scenario(
-                "primary failing 50% (HTTP 500)",
-                flaky,
-                config(tmp, flaky.url, hedge=1.5, first_token_s=4),
-                args.n,
-            )
-        )
+        for label, api, hedge in scenarios:
+            settings = config(tmp, api.url, hedge=hedge, first_token_s=4)
+            print(await scenario(label, api, settings, args.n))
     finally:
         for r in runners:
             await r.cleanup()

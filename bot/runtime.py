@@ -132,13 +132,21 @@ class Runtime:
         self.store.close()
 
 
+_redis_clients: dict[str, Any] = {}
+
+
 def make_redis(settings: Settings) -> Any | None:
-    """A Redis client when REDIS_URL is set (shared state for several instances)."""
+    """The Redis client for REDIS_URL, if set (shared state for several instances). One
+    client, with its connection pool, per URL in a process: limits, budgets, breakers,
+    de-duplication and the identity counter share it."""
     if not settings.redis_url:
         return None
     import redis
 
-    return redis.Redis.from_url(settings.redis_url, socket_timeout=2)
+    url = settings.redis_url
+    if url not in _redis_clients:
+        _redis_clients[url] = redis.Redis.from_url(url, socket_timeout=2)
+    return _redis_clients[url]
 
 
 def make_breaker(settings: Settings, config: WorkspaceConfig) -> Breaker:
@@ -149,7 +157,9 @@ def make_breaker(settings: Settings, config: WorkspaceConfig) -> Breaker:
     return LocalBreaker(r.breaker_failures, r.breaker_cooldown_s)
 
 
-def make_budgets(settings: Settings, config: WorkspaceConfig, store: Store) -> Budgets:
+def make_budgets(
+    settings: Settings, config: WorkspaceConfig, store: Store, notify: _OwnerNotice
+) -> Budgets:
     client = make_redis(settings)
     ledger: Ledger = (
         RedisLedger(client, settings.redis_prefix) if client is not None else LocalLedger()
@@ -162,7 +172,7 @@ def make_budgets(settings: Settings, config: WorkspaceConfig, store: Store) -> B
 
         return await asyncio.to_thread(read)
 
-    return Budgets(config.limits, ledger, seed)
+    return Budgets(config.limits, ledger, seed, notify)
 
 
 def make_limiter(settings: Settings, config: WorkspaceConfig) -> RateLimiter:
@@ -215,8 +225,8 @@ async def build_runtime(
     breaker = make_breaker(settings, config)
     router = ModelRouter([registry[name] for name in config.chain], timings, breaker)
     cheaper = ModelRouter([registry[name] for name in config.step_down_chain], timings, breaker)
-    budgets = make_budgets(settings, config, store)
-    budgets.notify = runtime_notify = _OwnerNotice(config.owners)
+    owner_notice = _OwnerNotice(config.owners)
+    budgets = make_budgets(settings, config, store, owner_notice)
     runtime = Runtime(
         settings=settings,
         config=config,
@@ -226,7 +236,7 @@ async def build_runtime(
         policy=policy,
         pipeline=None,  # type: ignore[arg-type]
         warnings=warnings,
-        owner_notice=runtime_notify,
+        owner_notice=owner_notice,
         reviews=ReviewDesk(store, config, connectors),
         grant_cache=GrantCache(store, ttl_s=settings.access_cache_s),
     )

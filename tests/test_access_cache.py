@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -40,13 +39,11 @@ async def test_a_change_from_another_process_applies_to_the_next_question(cli, e
         assert FINANCE_CANARY not in await answer(runtime)
         loads = runtime.grant_cache.loads
         assert loads == 1  # the second question was served from the cache
-        started = time.perf_counter()
         assert cli("access", "grant", "eve@canary.test", "finance-notes").code == 0
         assert FINANCE_CANARY in await answer(runtime)  # the very next question
         assert cli("access", "revoke", "eve@canary.test", "finance-notes").code == 0
         assert FINANCE_CANARY not in await answer(runtime)
-        delay = time.perf_counter() - started
-        assert runtime.grant_cache.loads == loads + 2 and delay < 30
+        assert runtime.grant_cache.loads == loads + 2
     finally:
         runtime.close()
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -30,12 +30,8 @@ async def budgeted(env: dict[str, str], workspace: Any, monkeypatch: Any) -> Asy
     text = workspace.config.read_text().replace(
         "limits: {questions_per_minute: 1000}",
         (
-            "models:\n"
-            "  - name: primary\n    provider: openai\n    model: stand-in-1\n"
-            f"    base_url: {api.url}\n    price: {{input: 1.0, output: 2.0}}\n"
-            "  - {name: offline, provider: offline}\n"
-            "routing: {chain: [primary, offline], first_token_timeout_s: 2}\n"
-            "limits:\n  questions_per_minute: 1000\n  person_daily_usd: 0.001\n"
+            openai_api.primary_config(api.url, "first_token_timeout_s: 2")
+            + "limits:\n  questions_per_minute: 1000\n  person_daily_usd: 0.001\n"
             "  workspace_monthly_usd: 0.01\n  budget_soft_fraction: 0.8\n"
         ),
     )
@@ -106,12 +102,11 @@ async def test_at_the_hard_limit_the_person_is_told_when_and_owners_once(budgete
 async def test_the_workspace_monthly_budget_stops_everyone(budgeted) -> None:
     api, runtime, told = budgeted
     await spend(runtime, "someone@canary.test", 0.0101)
+    runtime.pipeline.deps.budgets.clock = lambda: datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
     result, sink = await ask(runtime, "sam@canary.test")
     assert result.outcome == "refused" and result.error == "budget_workspace_monthly"
     assert api.requests == []
-    now = datetime.now(UTC)
-    resume = (now.replace(day=1) + timedelta(days=32)).replace(day=1)
-    assert f"Questions resume on {resume:%d %B}" in sink.text
+    assert "Questions resume on 01 December (UTC)" in sink.text
     assert len(told) == 1 and "monthly" in told[0][1]
 
 

@@ -20,16 +20,9 @@ from tests.standins.openai_api import OpenAIStandIn
 async def provider(env: dict[str, str], workspace: Any, monkeypatch: Any) -> AsyncIterator[Any]:
     api = OpenAIStandIn()
     runner = await openai_api.start(api)
+    routing = "first_token_timeout_s: 1, total_timeout_s: 10"
     text = workspace.config.read_text().replace(
-        "limits:",
-        (
-            "models:\n"
-            "  - name: primary\n    provider: openai\n    model: stand-in-1\n"
-            f"    base_url: {api.url}\n    price: {{input: 1.0, output: 2.0}}\n"
-            "  - {name: offline, provider: offline}\n"
-            "routing: {chain: [primary, offline], first_token_timeout_s: 1, total_timeout_s: 10}\n"
-            "limits:"
-        ),
+        "limits:", openai_api.primary_config(api.url, routing) + "limits:"
     )
     workspace.config.write_text(text)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-stand-in")

@@ -148,6 +148,13 @@ class ReviewDesk:
     def may_decide(self, review: Review, actor: str) -> bool:
         return actor in review.reviewers or actor in self.config.owners
 
+    @staticmethod
+    def not_a_reviewer(review: Review) -> str:
+        return (
+            f"Only the reviewers of {', '.join(review.sources)} can decide this "
+            f"({', '.join(review.reviewers)})."
+        )
+
     async def decide(
         self,
         review_id: int,
@@ -183,11 +190,7 @@ class ReviewDesk:
                 if review is None:
                     raise UsageError(f"There is no review #{review_id}.")
                 if not self.may_decide(review, actor):
-                    raise NotAReviewer(
-                        "Only the reviewers of "
-                        + ", ".join(review.sources)
-                        + f" can decide this ({', '.join(review.reviewers)})."
-                    )
+                    raise NotAReviewer(self.not_a_reviewer(review))
                 if review.status != "pending":
                     raise UsageError(
                         f"Review #{review_id} was already {review.status} by {review.decided_by}."

@@ -175,9 +175,15 @@ def _load(deps: SlackDeps, review_id: int) -> Review:
 async def open_modal(deps: SlackDeps, body: dict[str, Any], action: dict[str, Any]) -> None:
     """Edit / Reject / Write a verified answer: the reviewer's text comes from a modal."""
     review = await asyncio.to_thread(_load, deps, int(action["value"]))
-    actor = (await deps.identity.resolve(body["user"]["id"])).email
-    if not deps.runtime.reviews.may_decide(review, actor) or review.status != "pending":
-        await decide(deps, body, review.id, "noop", actor=actor)
+    user_id = body["user"]["id"]
+    actor = (await deps.identity.resolve(user_id)).email
+    desk = deps.runtime.reviews
+    if not desk.may_decide(review, actor):
+        await asyncio.to_thread(desk.record_refusal, review.id, actor, "open")
+        await _tell(deps, body, user_id, desk.not_a_reviewer(review))
+        return
+    if review.status != "pending":
+        await _tell(deps, body, user_id, f"Review #{review.id} was already {review.status}.")
         return
     builders = {
         ids.REVIEW_EDIT: edit_modal,
@@ -195,22 +201,13 @@ async def decide(
     review_id: int,
     action: str,
     *,
-    actor: str | None = None,
     text: str | None = None,
 ) -> None:
     """Record the decision, tell the asker, and mark the reviewers' messages as decided."""
     user_id = body["user"]["id"]
-    actor = actor or (await deps.identity.resolve(user_id)).email
+    actor = (await deps.identity.resolve(user_id)).email
     desk = deps.runtime.reviews
     try:
-        if action == "noop":
-            review = await asyncio.to_thread(_load, deps, review_id)
-            if not desk.may_decide(review, actor):
-                await asyncio.to_thread(desk.record_refusal, review_id, actor, "open")
-                raise UsageError(
-                    "Only the reviewers of " + ", ".join(review.sources) + " can decide this."
-                )
-            raise UsageError(f"Review #{review_id} was already {review.status}.")
         if action == "verify":
             verified = await desk.verify(review_id, actor=actor, text=text or "")
             review = await asyncio.to_thread(_load, deps, review_id)

@@ -135,6 +135,18 @@ class OpenAIStandIn:
         await resp.write(b"data: [DONE]\n\n")
 
 
+def primary_config(url: str, routing: str) -> str:
+    """Config lines for a priced ``primary`` model at ``url`` before the offline one, and a
+    routing line with ``routing``'s settings (for a test workspace's YAML)."""
+    return (
+        "models:\n"
+        "  - name: primary\n    provider: openai\n    model: stand-in-1\n"
+        f"    base_url: {url}\n    price: {{input: 1.0, output: 2.0}}\n"
+        "  - {name: offline, provider: offline}\n"
+        f"routing: {{chain: [primary, offline], {routing}}}\n"
+    )
+
+
 async def start(standin: OpenAIStandIn) -> web.AppRunner:
     app = web.Application()
     app.router.add_post("/v1/chat/completions", standin.completions)

@@ -97,57 +97,39 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             why = ": ".join(x for x in (category, details) if x) or None
             deps.spawn(deps.runtime.reviews.feedback(exchange_id, voter, why))
 
-    @app.action(ids.REVIEW_APPROVE)
-    async def on_review_approve(
-        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]
-    ) -> None:
-        await ack()
-        deps.spawn(decide_review(deps, body, int(action["value"]), "approve"))
+    clicked = {ids.REVIEW_APPROVE: "approve", ids.REVIEW_DISMISS: "dismiss"}
 
+    @app.action(ids.REVIEW_APPROVE)
     @app.action(ids.REVIEW_DISMISS)
-    async def on_review_dismiss(
-        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]
-    ) -> None:
+    async def on_review_click(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
-        deps.spawn(decide_review(deps, body, int(action["value"]), "dismiss"))
+        verb = clicked[str(action["action_id"])]
+        deps.spawn(decide_review(deps, body, int(action["value"]), verb))
 
     @app.action(ids.REVIEW_EDIT)
-    async def on_review_edit(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+    @app.action(ids.REVIEW_REJECT)
+    @app.action(ids.REVIEW_VERIFY)
+    async def on_review_modal(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
         await open_modal(deps, body, action)  # trigger_id expires in 3 s: not spawned
 
-    @app.action(ids.REVIEW_REJECT)
-    async def on_review_reject(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
-        await ack()
-        await open_modal(deps, body, action)
-
-    @app.action(ids.REVIEW_VERIFY)
-    async def on_review_verify(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
-        await ack()
-        await open_modal(deps, body, action)
+    # The reviewer wrote an answer: an edited draft, or a verified answer after a 👎.
+    written = {ids.REVIEW_EDIT_MODAL: "edit", ids.REVIEW_VERIFY_MODAL: "verify"}
 
     @app.view(ids.REVIEW_EDIT_MODAL)
-    async def on_review_edited(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+    @app.view(ids.REVIEW_VERIFY_MODAL)
+    async def on_answer_written(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
         text = submitted_text(view)
         if not (text or "").strip():
             await ack(response_action="errors", errors={ids.REVIEW_TEXT_BLOCK: "Write the answer."})
             return
         await ack()
         review_id = int(view.get("private_metadata") or 0)
-        deps.spawn(decide_review(deps, body, review_id, "edit", text=text))
+        action = written[str(view.get("callback_id"))]
+        deps.spawn(decide_review(deps, body, review_id, action, text=text))
 
     @app.view(ids.REVIEW_REJECT_MODAL)
     async def on_review_rejected(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
         await ack()
         review_id = int(view.get("private_metadata") or 0)
         deps.spawn(decide_review(deps, body, review_id, "reject", text=submitted_text(view)))
-
-    @app.view(ids.REVIEW_VERIFY_MODAL)
-    async def on_review_verified(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
-        text = submitted_text(view)
-        if not (text or "").strip():
-            await ack(response_action="errors", errors={ids.REVIEW_TEXT_BLOCK: "Write the answer."})
-            return
-        await ack()
-        review_id = int(view.get("private_metadata") or 0)
-        deps.spawn(decide_review(deps, body, review_id, "verify", text=text))
