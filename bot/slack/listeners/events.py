@@ -54,17 +54,19 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             return
         channel = event.get("channel", "")
         ts = event.get("ts", "")
-        # Runs after the ack. A retry keeps its event_id; one message can also arrive as
-        # several event types (app_mention and message.im) with different ids but the same
-        # channel and ts. Both keys outlive Slack's retries and our restarts.
-        if body.get("event_id") and not await deps.deduper.claim(
-            f"event:{body['event_id']}", 86_400
-        ):
-            return
-        if not await deps.deduper.claim(f"msg:{context.team_id}:{channel}:{ts}", 86_400):
-            return
-        deps.spawn(
-            answer_message(
+
+        async def claim_and_answer() -> None:
+            # Runs after the ack. A retry keeps its event_id; one message can also arrive as
+            # several event types (app_mention and message.im) with different ids but the same
+            # channel and ts. Both keys outlive Slack's retries and our restarts. The claims
+            # are inside the tracked task, so shutdown (and tests) wait for them too.
+            if body.get("event_id") and not await deps.deduper.claim(
+                f"event:{body['event_id']}", 86_400
+            ):
+                return
+            if not await deps.deduper.claim(f"msg:{context.team_id}:{channel}:{ts}", 86_400):
+                return
+            await answer_message(
                 deps,
                 team=context.team_id or event.get("team", ""),
                 channel=channel,
@@ -75,7 +77,8 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
                 thread_ts=event.get("thread_ts"),
                 assistant=assistant,
             )
-        )
+
+        deps.spawn(claim_and_answer())
 
     @app.event("app_mention")
     async def on_mention(
