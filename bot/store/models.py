@@ -59,6 +59,8 @@ class Exchange(Base):
     ttft_ms: Mapped[float | None] = mapped_column(Float)
     total_ms: Mapped[float] = mapped_column(Float, default=0.0)
     error: Mapped[str | None] = mapped_column(Text)
+    # What the question and answer text carry (bot.core.labels.Labels); NULL = unknown.
+    labels: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
     __table_args__ = (
         Index("ix_exchanges_created_at", "created_at"),
@@ -205,6 +207,8 @@ class Review(Base):
     reminded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     reminders: Mapped[int] = mapped_column(Integer, default=0)
     notices: Mapped[list[Any]] = mapped_column(default=list)  # where reviewers were asked
+    # What the draft / answer text carries; who may be shown it is decided on these.
+    labels: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
     __table_args__ = (Index("ix_reviews_status", "status"),)
 
@@ -226,5 +230,7 @@ class VerifiedAnswer(Base):
     status: Mapped[str] = mapped_column(String(20), default="active")  # active | stale
     stale_reason: Mapped[str | None] = mapped_column(Text)
     review_id: Mapped[int | None] = mapped_column(Integer)
+    # What the verified text carries (its cited passages' labels).
+    labels: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
     __table_args__ = (Index("ix_verified_answers_key", "question_key"),)
