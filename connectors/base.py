@@ -9,6 +9,7 @@ if it keeps an index, ``_refresh``), in the shape of langchain-core's retrievers
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from bot.config import Source, WorkspaceConfig
-from bot.core.access import may_read_source
+from bot.core.access import may_read_source, source_token
 from bot.core.types import Passage
 from bot.errors import ConciergeError
 
@@ -58,6 +59,13 @@ class Connector(ABC):
     def name(self) -> str:
         return self.source.name
 
+    @property
+    def source_reader_tokens(self) -> tuple[str, ...]:
+        """The clause of principals that may read this source (a grant of it counts)."""
+        if self.source.is_public:
+            return ("everyone",)
+        return (*sorted(self.source.reader_tokens), source_token(self.name))
+
     async def prepare(self) -> list[str]:
         """Build or refresh derived data; return warnings for a person to read."""
         return []
@@ -83,7 +91,12 @@ class Connector(ABC):
         except Exception as exc:  # a connector bug must not take the question down
             log.exception("source %s failed", self.name)
             raise SourceUnavailable(f"{self.name} failed ({exc.__class__.__name__})") from exc
-        allowed = [p for p in raw if p.source == self.name and p.visible_to(principals)][:k]
+        readers = self.source_reader_tokens
+        allowed = [
+            dataclasses.replace(p, source_readers=readers, data_class=self.source.data_class)
+            for p in raw
+            if p.source == self.name and p.visible_to(principals)
+        ][:k]
         log.debug(
             "searched %s: %d passages (%d filtered) in %.1f ms",
             self.name,

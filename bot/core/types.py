@@ -6,6 +6,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from bot.core.labels import Labels
+
 Outcome = Literal["answered", "refused", "no_answer", "incomplete", "failed", "pending_review"]
 OUTCOMES: tuple[Outcome, ...] = (
     "answered",
@@ -96,10 +98,27 @@ class Passage:
     updated: str | None = None
     section: str | None = None
     data_class: str = "internal"
+    # Who may read the source itself (set by ``Connector.search`` from the config, so that
+    # no connector can forget it): ``everyone``, or reader tokens plus ``source:NAME``.
+    source_readers: tuple[str, ...] = ("nobody",)
+    # Fetched as one person (a sql query with :asker_email, an http identity header): the
+    # row is theirs alone, whatever the source's readers say.
+    personal: str | None = None
 
     def visible_to(self, principals: frozenset[str]) -> bool:
         """Front matter can only narrow: "*" inherits the source's readers."""
         return "*" in self.readers or bool(principals.intersection(self.readers))
+
+    @property
+    def labels(self) -> Labels:
+        """What this passage's text carries: its class, its source's readers, its own
+        narrowing readers and, for a per-person row, that person."""
+        return Labels.of(
+            self.data_class,
+            self.source_readers,
+            self.readers,
+            (f"user:{self.personal}",) if self.personal else None,
+        )
 
     def citation(self) -> dict[str, str]:
         return {"source": self.source, "title": self.title, "uri": self.uri}
