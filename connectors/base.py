@@ -92,11 +92,12 @@ class Connector(ABC):
             log.exception("source %s failed", self.name)
             raise SourceUnavailable(f"{self.name} failed ({exc.__class__.__name__})") from exc
         readers = self.source_reader_tokens
-        allowed = [
+        stamped = [
             dataclasses.replace(p, source_readers=readers, data_class=self.source.data_class)
             for p in raw
-            if p.source == self.name and p.visible_to(principals)
-        ][:k]
+            if p.source == self.name
+        ]
+        allowed = [p for p in stamped if p.labels.readable_by(principals)][:k]
         log.debug(
             "searched %s: %d passages (%d filtered) in %.1f ms",
             self.name,

@@ -149,7 +149,7 @@ async def _chat(settings: Settings, as_: str | None) -> int:
             result = await runtime.pipeline.ask(question, TerminalSink())
             print_sources(result)
             if result.outcome in ("answered", "incomplete", "no_answer"):
-                history.append(Turn(line, result.answer))
+                history.append(Turn(line, result.answer, result.labels))
             pending = await _feedback(runtime, result, email)
     finally:
         runtime.close()

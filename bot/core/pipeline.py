@@ -20,6 +20,7 @@ from bot.core.access import AccessDecision, AccessPolicy, ActiveGrant
 from bot.core.budgets import Budgets, refusal_message
 from bot.core.generate import Generation, ModelRouter
 from bot.core.identity import IdentityResolver, UnknownPerson
+from bot.core.labels import Labels
 from bot.core.limits import RateLimiter
 from bot.core.offline import estimate_tokens
 from bot.core.prompts import PromptTemplate
@@ -56,6 +57,11 @@ class PipelineDeps:
     budgets: Budgets | None = None
     step_down_router: ModelRouter | None = None  # cheaper chain near a budget's soft limit
     reviews: ReviewDesk | None = None  # human review and verified answers
+
+
+def visible_turns(turns: tuple[Turn, ...], access: AccessDecision) -> tuple[Turn, ...]:
+    """The turns whose labels every reader of the audience satisfies (private: the asker)."""
+    return tuple(t for t in turns if t.labels.readable_by(access.audience_principals))
 
 
 def trim_history(turns: tuple[Turn, ...], max_turns: int, max_tokens: int) -> tuple[Turn, ...]:
@@ -250,13 +256,17 @@ class Pipeline:
             if verified is not None:
                 result.outcome = "answered"
                 result.answer = verified.text
+                result.labels = verified.labels
                 result.verified_answer_id = verified.row.id
                 result.sources = [dict(c) for c in verified.row.citations]
                 result.sources_searched = []
                 await emit(verified.text)
                 return
+        # Earlier turns of the thread that every reader here may read (their labels): a turn
+        # answered from a source this audience may not read never reaches the prompt.
+        turns = visible_turns(question.history, access)
         # 4 retrieve
-        query = " ".join([*(t.question for t in question.history[-1:]), text])
+        query = " ".join([*(t.question for t in turns[-1:]), text])
         found: Retrieval = await self.deps.retriever.retrieve(
             query=query, access=access, audience=question.audience, k=cfg.retrieval.top_k
         )
@@ -267,9 +277,12 @@ class Pipeline:
         if found.failed_sources:
             result.error = "sources unavailable: " + ", ".join(found.failed_sources)
         # 5 prompt
-        history = (
-            question.history[-cfg.retrieval.history_turns :] if cfg.retrieval.history_turns else ()
+        history = turns[-cfg.retrieval.history_turns :] if cfg.retrieval.history_turns else ()
+        # Everything the prompt carries; which models may receive it is decided on all of it.
+        carried = Labels.join_all(
+            [*(p.labels for p in found.passages), *(t.labels for t in history)]
         )
+        result.labels = carried
         system, user = self.deps.prompt.render(
             question=text, passages=found.passages, history=history, workspace=cfg.name
         )
@@ -314,7 +327,6 @@ class Pipeline:
 
         # 6 generate + 7 emit
         gen = Generation()
-        classes = {p.data_class for p in found.passages}
         # With nothing to answer from, only the free offline model is asked (it says so).
         router = self.deps.router
         if step_down and self.deps.step_down_router is not None:
@@ -325,7 +337,7 @@ class Pipeline:
         async for piece in router.stream(
             system=system,
             user=user,
-            data_classes=classes,
+            data_classes=set(carried.classes),
             result=gen,
             status=sink.status,
             started=question.received_at,

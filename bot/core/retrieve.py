@@ -61,7 +61,10 @@ class Retriever:
                     out.failures.append(f"{name} could not be searched right now")
                 continue
             for p in res:
-                if name in shared and p.visible_to(access.audience_principals):
+                # One rule for every passage: its labels (source readers, its own narrowing
+                # readers, the person a row was fetched as) against what every reader of the
+                # audience holds. A per-person row is never shared with a channel.
+                if name in shared and p.labels.readable_by(access.audience_principals):
                     public.append(p)
                 else:
                     private.append(p)

@@ -23,6 +23,7 @@ from typing import Any
 
 from bot.config import WorkspaceConfig
 from bot.core.access import AccessDecision
+from bot.core.labels import Labels
 from bot.core.types import ExchangeResult
 from bot.errors import UsageError
 from bot.store import repo
@@ -67,6 +68,7 @@ class NotAReviewer(UsageError):
 class Verified:
     row: VerifiedAnswer
     text: str  # the answer with its label
+    labels: Labels  # what the verified text carries (its cited passages)
 
 
 class ReviewDesk:
@@ -119,6 +121,7 @@ class ReviewDesk:
             asker_ref=result.asker_ref,
             channel=result.channel,
             thread=result.thread,
+            labels=result.labels.to_json(),
         )
         review = await asyncio.to_thread(self._add, review)
         await self._announce(review)
@@ -278,6 +281,8 @@ class ReviewDesk:
                     asker_ref=exchange.asker_ref,
                     channel=exchange.channel,
                     thread=exchange.thread,
+                    # The answer, and a reason that may quote it, carry the exchange's labels.
+                    labels=Labels.from_json(exchange.labels).to_json(),
                 )
                 repo.add_review(s, review)
                 repo.audit(
@@ -315,6 +320,7 @@ class ReviewDesk:
             fingerprints=prints,
             verified_by=actor,
             review_id=review.id,
+            labels=Labels.from_json(review.labels).to_json(),
         )
 
         def save() -> VerifiedAnswer:
@@ -340,7 +346,11 @@ class ReviewDesk:
         shared = {s.name for s in access.shared}
         for v in sorted(found, key=lambda v: v.question_key != key):
             names = {str(c.get("source")) for c in v.citations}
-            if not names <= shared:
+            labels = Labels.from_json(v.labels)
+            if not names <= shared or not (
+                labels.readable_by(access.principals)
+                and labels.readable_by(access.audience_principals)
+            ):
                 continue  # not for this asker or audience: answer the usual way
             changed = await self._changed(v, access)
             if changed is None:
@@ -348,7 +358,7 @@ class ReviewDesk:
                     f"\n\n_Verified by {v.verified_by} on "
                     f"{repo.as_utc(v.verified_at) or utcnow():%Y-%m-%d}._"
                 )
-                return Verified(v, v.answer + label)
+                return Verified(v, v.answer + label, labels)
             if changed:
                 await asyncio.to_thread(self._retire, v.id, changed)
         return None

@@ -64,10 +64,12 @@ class Audience:
 
 @dataclass(frozen=True)
 class Turn:
-    """An earlier turn of the same thread, as the audience saw it."""
+    """An earlier turn of the same thread, as the audience saw it, with the labels of what it
+    carried (unknown, which fails closed, unless the front end knows them)."""
 
     question: str
     answer: str
+    labels: Labels = field(default_factory=Labels.unknown)
 
 
 @dataclass(frozen=True)
@@ -184,11 +186,15 @@ class ExchangeResult:
     review_sources: list[str] = field(default_factory=list)
     verified_answer_id: int | None = None  # answered from an owner's verified answer
     draft: str | None = None  # the held draft: never shown to the asker, never printed
+    # What the answer text carries: everything that went into its prompt (passages, history
+    # turns) or the verified answer it repeats. Later turns, reviews and votes inherit it.
+    labels: Labels = field(default_factory=Labels)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("draft")
         data["attempts"] = [a.as_dict() for a in self.attempts]
+        data["labels"] = self.labels.to_json()
         data["cost_usd"] = round(self.cost_usd, 8)
         data["ttft_ms"] = None if self.ttft_ms is None else round(self.ttft_ms, 2)
         data["total_ms"] = round(self.total_ms, 2)

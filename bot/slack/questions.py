@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from bot.core.labels import Labels
 from bot.core.types import Audience, Question, Turn
 from bot.slack.deps import SlackDeps
 from bot.slack.streaming import SlackStreamer, Target
@@ -80,7 +81,9 @@ async def history(deps: SlackDeps, channel: str, thread: str) -> tuple[Turn, ...
     def load() -> list[Turn]:
         with deps.runtime.store.session() as s:
             rows = repo.thread_turns(s, channel=channel, thread=thread, limit=limit)
-            return [Turn(r.question or "", r.answer or "") for r in rows]
+            return [
+                Turn(r.question or "", r.answer or "", Labels.from_json(r.labels)) for r in rows
+            ]
 
     return tuple(await asyncio.to_thread(load))
 

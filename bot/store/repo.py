@@ -59,6 +59,7 @@ def record_exchange(session: Session, result: ExchangeResult) -> bool:
         ttft_ms=result.ttft_ms,
         total_ms=result.total_ms,
         error=result.error,
+        labels=result.labels.to_json(),
     )
     try:
         with session.begin_nested():
