@@ -20,14 +20,14 @@ from bot.core.access import AccessPolicy, ActiveGrant
 from bot.core.breaker import Breaker, LocalBreaker, RedisBreaker
 from bot.core.budgets import Budgets, Ledger, LocalLedger, RedisLedger
 from bot.core.generate import ModelRouter, RouterTimings
-from bot.core.identity import DirectoryResolver, IdentityResolver
+from bot.core.identity import DirectoryResolver, IdentityResolver, UnknownPerson
 from bot.core.limits import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from bot.core.models import build_registry
 from bot.core.pipeline import Pipeline, PipelineDeps
 from bot.core.prompts import load_prompt
 from bot.core.retrieve import Retriever
 from bot.core.review import ReviewDesk
-from bot.core.types import ExchangeResult
+from bot.core.types import Asker, ExchangeResult
 from bot.settings import Settings
 from bot.store import repo
 from bot.store.db import Store
@@ -109,6 +109,15 @@ class Runtime:
 
     async def grants(self) -> list[ActiveGrant]:
         return await self.grant_cache.get()
+
+    async def principals_of(self, email: str) -> frozenset[str]:
+        """What a person named by email holds (the config's directory plus grants): used to
+        decide whether someone notified about an item may be shown its text."""
+        try:
+            asker = self.directory.lookup(email)
+        except UnknownPerson:
+            asker = Asker(email.strip().lower())
+        return self.policy.principals(asker, await self.grants())
 
     async def record(self, result: ExchangeResult) -> None:
         def write() -> None:
@@ -237,9 +246,10 @@ async def build_runtime(
         pipeline=None,  # type: ignore[arg-type]
         warnings=warnings,
         owner_notice=owner_notice,
-        reviews=ReviewDesk(store, config, connectors),
+        reviews=ReviewDesk(store, config, connectors),  # principals_of: set below
         grant_cache=GrantCache(store, ttl_s=settings.access_cache_s),
     )
+    runtime.reviews.principals_of = runtime.principals_of
     runtime.pipeline = Pipeline(
         PipelineDeps(
             config=config,

@@ -41,6 +41,9 @@ SIMILAR = 0.8  # share of content words two questions must have in common
 MAX_TEXT = 20_000
 
 Listener = Callable[[Review], Awaitable[None]]
+PrincipalsOf = Callable[[str], Awaitable[frozenset[str]]]
+# Decisions that show or republish the item's text: only someone who may read it all.
+READS_TEXT = frozenset({"approve", "edit", "verify", "open"})
 
 
 def question_key(text: str) -> str:
@@ -73,12 +76,42 @@ class Verified:
 
 class ReviewDesk:
     def __init__(
-        self, store: Store, config: WorkspaceConfig, connectors: dict[str, Connector]
+        self,
+        store: Store,
+        config: WorkspaceConfig,
+        connectors: dict[str, Connector],
+        principals_of: PrincipalsOf | None = None,
     ) -> None:
         self.store = store
         self.config = config
         self.connectors = connectors
         self.listeners: list[Listener] = []  # front ends post new items to reviewers
+        # What a person (by email) holds: the same rules the access step applies to askers.
+        self.principals_of = principals_of
+
+    # -- who may see an item's text ---------------------------------------------------------
+    async def may_see(self, review: Review, email: str) -> bool:
+        """Whether ``email`` may read everything the item's text carries (its labels): the
+        draft or voted-down answer, the question and a reason that may quote them. Being a
+        reviewer, an owner or an admin gives no read access by itself."""
+        labels = Labels.from_json(review.labels)
+        if labels.is_public:
+            return True
+        if self.principals_of is None:
+            return False
+        return labels.readable_by(await self.principals_of(email))
+
+    async def refusal(self, review: Review, actor: str, action: str) -> str | None:
+        """Why ``actor`` may not do ``action`` on the item (None: they may)."""
+        if not self.may_decide(review, actor):
+            return self.not_a_reviewer(review)
+        if action in READS_TEXT and not await self.may_see(review, actor):
+            return (
+                f"You may not read {', '.join(review.sources) or 'its sources'}, so you cannot "
+                "see or approve this answer. Ask an admin for access, or leave it to a reviewer "
+                "who may read it."
+            )
+        return None
 
     # -- held drafts -----------------------------------------------------------------------
     def needs_review(self, sources: set[str], asker: str, private: bool) -> set[str]:
@@ -187,13 +220,23 @@ class ReviewDesk:
         if reason is not None:
             reason = reason.strip()[:2000] or None
 
+        def load() -> Review | None:
+            with self.store.session() as s:
+                return repo.get_review(s, review_id)
+
+        current = await asyncio.to_thread(load)
+        if current is None:
+            raise UsageError(f"There is no review #{review_id}.")
+        refused = await self.refusal(current, actor, action)
+        if refused is not None:
+            await asyncio.to_thread(self.record_refusal, review_id, actor, action)
+            raise NotAReviewer(refused)
+
         def write() -> Review:
             with self.store.session() as s:
                 review = repo.get_review(s, review_id)
                 if review is None:
                     raise UsageError(f"There is no review #{review_id}.")
-                if not self.may_decide(review, actor):
-                    raise NotAReviewer(self.not_a_reviewer(review))
                 if review.status != "pending":
                     raise UsageError(
                         f"Review #{review_id} was already {review.status} by {review.decided_by}."
@@ -235,11 +278,7 @@ class ReviewDesk:
                 )
                 return done
 
-        try:
-            return await asyncio.to_thread(write)
-        except NotAReviewer:
-            await asyncio.to_thread(self.record_refusal, review_id, actor, action)
-            raise
+        return await asyncio.to_thread(write)
 
     def record_refusal(self, review_id: int, actor: str, action: str) -> None:
         with self.store.session() as s:

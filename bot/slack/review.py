@@ -27,6 +27,7 @@ from bot.errors import UsageError
 from bot.slack import ids
 from bot.slack.deps import SlackDeps
 from bot.slack.notify import dm
+from bot.slack.report import thread_link
 from bot.slack.text import escape
 from bot.store import repo
 from bot.store.models import Review
@@ -40,7 +41,12 @@ def _clip(text: str | None, limit: int = SECTION_LIMIT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def review_blocks(review: Review, *, reminder: bool = False) -> list[dict[str, Any]]:
+def review_blocks(
+    review: Review, *, reminder: bool = False, show_text: bool = True
+) -> list[dict[str, Any]]:
+    """The item as its reviewers see it. Without ``show_text`` (the recipient may not read
+    everything it carries) it holds no question, draft or answer: only the sources, the
+    reason given and a link to the thread, where Slack itself decides who may look."""
     rid = str(review.id)
     sources = ", ".join(review.sources) or "no source"
     if review.kind == "draft":
@@ -68,11 +74,22 @@ def review_blocks(review: Review, *, reminder: bool = False) -> list[dict[str, A
             f"*Reason given*\n{escape(review.reason or 'none')}"
         )
         context = f"Cited {escape(sources)} · queue item #{rid}"
+    question = f"*Question*\n{_clip(escape(review.question or ''), 500)}"
+    if not show_text:
+        question = (
+            f"*Not shown here:* the question and answer use {escape(sources)}, which you may not "
+            "read. Ask an admin for access to review it."
+            + thread_link(review.channel, review.thread)
+        )
+        body = (
+            f"*Reason given*\n{escape(review.reason or 'none')}"
+            if review.kind == "feedback"
+            else "*Draft answer*\n_(hidden: you may not read its sources)_"
+        )
+        buttons = [b for b in buttons if b.action_id in (ids.REVIEW_REJECT, ids.REVIEW_DISMISS)]
     blocks = [
         HeaderBlock(text=title),
-        SectionBlock(
-            text=MarkdownTextObject(text=f"*Question*\n{_clip(escape(review.question or ''), 500)}")
-        ),
+        SectionBlock(text=MarkdownTextObject(text=question)),
         SectionBlock(text=MarkdownTextObject(text=body)),
         ContextBlock(elements=[MarkdownTextObject(text=context)]),
         ActionsBlock(block_id=f"review_{rid}", elements=buttons),
@@ -135,7 +152,11 @@ def verify_modal(review: Review) -> dict[str, Any]:
 
 
 async def post_review(deps: SlackDeps, review: Review, *, reminder: bool = False) -> bool:
-    """Put a review item in front of its reviewers; True when someone was reached."""
+    """Put a review item in front of its reviewers; True when someone was reached.
+
+    The source's ``review_channel`` is the operator's statement that its members review that
+    source, so drafts go there whole. A reviewer reached by DM is shown the text only if they
+    may read everything it carries; otherwise they get the reason and a link."""
     blocks = review_blocks(review, reminder=reminder)
     text = f"Review #{review.id}: " + ("answer to review" if review.kind == "draft" else "👎")
     notices: list[dict[str, Any]] = []
@@ -148,8 +169,12 @@ async def post_review(deps: SlackDeps, review: Review, *, reminder: bool = False
         except Exception as exc:
             log.warning("could not post review #%s to its channel (%s)", review.id, exc)
     if not notices:
+        desk = deps.runtime.reviews
         for email in review.reviewers:
-            notice = await dm(deps, email, text=text, blocks=blocks)
+            shown = review_blocks(
+                review, reminder=reminder, show_text=await desk.may_see(review, email)
+            )
+            notice = await dm(deps, email, text=text, blocks=shown)
             if notice is not None:
                 notices.append(notice)
     if notices:
@@ -178,9 +203,12 @@ async def open_modal(deps: SlackDeps, body: dict[str, Any], action: dict[str, An
     user_id = body["user"]["id"]
     actor = (await deps.identity.resolve(user_id)).email
     desk = deps.runtime.reviews
-    if not desk.may_decide(review, actor):
-        await asyncio.to_thread(desk.record_refusal, review.id, actor, "open")
-        await _tell(deps, body, user_id, desk.not_a_reviewer(review))
+    # Reject's modal asks only for a reason; Edit and Verify show the text.
+    verb = "open_reject" if action["action_id"] == ids.REVIEW_REJECT else "open"
+    refused = await desk.refusal(review, actor, verb)
+    if refused is not None:
+        await asyncio.to_thread(desk.record_refusal, review.id, actor, verb)
+        await _tell(deps, body, user_id, refused)
         return
     if review.status != "pending":
         await _tell(deps, body, user_id, f"Review #{review.id} was already {review.status}.")
