@@ -224,6 +224,9 @@ class Routing(_Strict):
 class Limits(_Strict):
     questions_per_minute: int = Field(default=20, ge=1)
     max_question_chars: int = Field(default=4000, ge=100)
+    # An answer is cut here (and marked so): a runaway model, or a document that asks to be
+    # repeated a thousand times, cannot flood a channel or the store.
+    max_answer_chars: int = Field(default=12_000, ge=500, le=200_000)
     person_daily_usd: float | None = Field(default=None, ge=0)
     workspace_monthly_usd: float | None = Field(default=None, ge=0)
     # Past this share of a budget, answers come from the routing's step-down chain.

@@ -34,6 +34,7 @@ class Generation:
     no_answer: bool = False
     complete: bool = False
     refused: bool = False  # the provider declined to answer (content policy)
+    truncated: bool = False  # stopped at the answer length cap
     error: str | None = None
 
     @property
@@ -130,8 +131,12 @@ class ModelRouter:
         status: Status,
         started: float,
         shrink: Shrink | None = None,
+        max_chars: int | None = None,
     ) -> AsyncIterator[str]:
         """Yield answer text; ``result`` holds the attempts, usage and outcome.
+
+        ``max_chars`` caps the answer: a model that runs on past it is stopped there (billed
+        for what it produced) and the answer is marked truncated.
 
         Until some model shows its first token, links race: the next link starts when the
         current ones fail, pass their first-token deadline, or (hedging) have shown nothing
@@ -226,13 +231,24 @@ class ModelRouter:
                     f"The {previous} model is unavailable; answering with {racing[-1].link.name}."
                 )
         attempt = winner.attempt
+        if max_chars is not None:
+            first_piece = first_piece[:max_chars]
         result.text += first_piece
         yield first_piece
         while True:
+            if max_chars is not None and len(result.text) >= max_chars:
+                await winner.stop("incomplete", "answer_too_long")
+                result.truncated = True
+                result.model = winner.link.name
+                result.error = f"{winner.link.name}: answer_too_long"
+                return
             kind, payload = await winner.next()
             if kind == "chunk":
-                result.text += str(payload)
-                yield str(payload)
+                piece = str(payload)
+                if max_chars is not None:
+                    piece = piece[: max(0, max_chars - len(result.text))]
+                result.text += piece
+                yield piece
                 continue
             if kind == "end":
                 await self.breaker.record(winner.link.name, True)

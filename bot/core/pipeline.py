@@ -342,12 +342,20 @@ class Pipeline:
             status=sink.status,
             started=question.received_at,
             shrink=shrink,
+            max_chars=cfg.limits.max_answer_chars,
         ):
             await out(piece)
         answer = gen.text
         if gen.refused:
             note = ("\n\n" if gen.text else "") + REFUSED_NOTE.format(
                 model=gen.model or "the model"
+            )
+            answer += note
+            await out(note)
+        elif gen.truncated:
+            note = (
+                f"\n\n(The answer was cut at {cfg.limits.max_answer_chars:,} characters, "
+                "the longest this workspace allows.)"
             )
             answer += note
             await out(note)
