@@ -107,3 +107,75 @@ async def admin_grant(runtime: Any, who: str, what: str) -> None:
 async def admin_revoke(runtime: Any, who: str, what: str) -> None:
     admin = AccessAdmin(runtime.store, runtime.config)
     await asyncio.to_thread(admin.revoke, actor="cli", who=who, what=what)
+
+
+async def test_a_confidential_passage_never_reaches_a_hosted_model(
+    hosted: OpenAIStandIn, slack: Any
+) -> None:
+    await slack.event(dm("UHANA", HR_QUESTION, "530.1"))
+    await slack.settle()
+    assert HR_CANARY in slack.api.everything_posted()
+    assert hosted.requests == []  # skipped on data class, not merely answered elsewhere
+
+
+@pytest.fixture
+def eve_in_hr(workspace: Any) -> None:
+    """eve reads hr-policies, so her answers from it are held for hana's review."""
+    text = workspace.config.read_text().replace(
+        'hr: {members: ["group:people-ops"]}',
+        'hr: {members: ["group:people-ops", eve@canary.test]}',
+    )
+    workspace.config.write_text(text)
+
+
+@pytest.fixture
+def one_passage(workspace: Any) -> None:
+    text = workspace.config.read_text() + "retrieval: {top_k: 1}\n"
+    workspace.config.write_text(text)
+
+
+def review_rows(slack: Any) -> list[Any]:
+    from sqlalchemy import select
+
+    from bot.store.models import Review
+
+    with slack.deps.runtime.store.session() as s:
+        return list(s.scalars(select(Review).order_by(Review.id)))
+
+
+async def test_an_approved_confidential_draft_in_a_thread_never_reaches_a_hosted_model(
+    eve_in_hr: None, one_passage: None, hosted: OpenAIStandIn, slack: Any
+) -> None:
+    await slack.event(dm("UEVE", "What is the L3 salary band in Lisbon?", "540.1"))
+    await slack.until(lambda: any(r.notices for r in review_rows(slack)))
+    (draft,) = review_rows(slack)
+    (where,) = draft.notices
+    await slack.interaction(
+        {
+            "type": "block_actions",
+            "user": {"id": "UHANA"},
+            "team": {"id": "T1"},
+            "trigger_id": "trig",
+            "container": {"type": "message", "channel_id": where["channel"]},
+            "channel": {"id": where["channel"]},
+            "actions": [
+                {
+                    "action_id": "concierge_review_approve",
+                    "block_id": f"review_{draft.id}",
+                    "type": "button",
+                    "value": str(draft.id),
+                }
+            ],
+        }
+    )
+    await slack.settle()
+    assert "CANARY-HR-BANDS" in "\n".join(m.full_text() for m in slack.api.in_channel("DEVE"))
+    # A follow-up about a public source (one passage per question here, so that the thread's
+    # previous question does not pull the HR document back in): only the history is
+    # confidential now.
+    await slack.event(
+        dm("UEVE", "Expenses: where do I submit expenses, expenses in Pleo?", "540.2", "540.1")
+    )
+    await slack.settle()
+    assert "Pleo" in slack.api.in_channel("DEVE")[-1].full_text()
+    assert "CANARY-HR-BANDS" not in sent_to_model(hosted)
