@@ -23,10 +23,13 @@ import yaml
 from aiohttp import web
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import create_engine, text
 
 from bot.config import load_config
+from bot.store.db import normalise_url
 from connectors.base import ConnectorContext, SourceUnavailable
 from connectors.http import HttpConnector
+from connectors.sql import SqlConnector
 
 EVE = frozenset({"everyone", "user:eve@x.test", "group:engineering"})
 HITS = [{"title": "VPN setup", "snippet": "Install Tailscale to reach the VPN.", "url": "u"}]
@@ -223,6 +226,88 @@ async def test_identity_source_fails_closed_without_exactly_one_asker(
     with pytest.raises(SourceUnavailable, match="exactly one asker"):
         await conn.search(query="vpn", principals=principals, k=5)
     assert wiki.requests == []
+
+
+@pytest.fixture
+def notes_url(db_url: str) -> str:
+    engine = create_engine(normalise_url(db_url))
+    with engine.begin() as c:
+        c.execute(
+            text(
+                "CREATE TABLE notes (id INTEGER PRIMARY KEY, owner VARCHAR(100), "
+                "title VARCHAR(200), body TEXT, url VARCHAR(200))"
+            )
+        )
+        c.execute(
+            text(
+                "INSERT INTO notes (id, owner, title, body, url) VALUES "
+                "(1, 'eve@x.test', 'Quarterly plan', 'quarterly numbers for eve', 'n/1'),"
+                "(2, 'sam@x.test', 'Salary review', 'CANARY-LIKE-SAM salary of sam', 'n/2'),"
+                "(3, 'sam@x.test', 'Naming', 'we use snake_case names', 'n/3')"
+            )
+        )
+    engine.dispose()
+    return db_url
+
+
+def sql_source(tmp_path: Path, url: str, queries: dict[str, str]) -> SqlConnector:
+    entry = {
+        "name": "notes",
+        "kind": "sql",
+        "readers": ["group:engineering"],
+        "url_env": "NOTES_URL",
+        "queries": [
+            {"name": name, "sql": sql, "fields": {"title": "title", "text": "body", "uri": "url"}}
+            for name, sql in queries.items()
+        ],
+    }
+    cfg = tmp_path / "sql.yaml"
+    cfg.write_text(yaml.safe_dump({"sources": [entry]}))
+    config = load_config(cfg)
+    ctx = ConnectorContext(config=config, index_dir=tmp_path / "i", secrets={"NOTES_URL": url})
+    return SqlConnector(config.sources[0], ctx)
+
+
+MINE = "SELECT title, body, url FROM notes WHERE owner = :asker_email"
+PUBLIC = "SELECT title, body, url FROM notes WHERE id = 3"
+
+
+async def test_sql_rows_fetched_as_the_asker_are_marked_personal(
+    notes_url: str, tmp_path: Path
+) -> None:
+    conn = sql_source(tmp_path, notes_url, {"mine": MINE, "naming": PUBLIC})
+    found = {p.title: p.personal for p in await conn.search(query="x", principals=EVE, k=5)}
+    assert found == {"Quarterly plan": "eve@x.test", "Naming": None}
+
+
+async def test_sql_asker_query_fails_closed_without_exactly_one_asker(
+    notes_url: str, tmp_path: Path
+) -> None:
+    conn = sql_source(tmp_path, notes_url, {"mine": MINE})
+    for principals in (EVE | {"user:sam@x.test"}, EVE - {"user:eve@x.test"}):
+        with pytest.raises(SourceUnavailable, match="exactly one asker"):
+            await conn.search(query="salary", principals=principals, k=5)
+
+
+# --- LIKE wildcards ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "where", ["body LIKE :like", "body LIKE :like ESCAPE '\\'"], ids=["plain", "escape"]
+)
+async def test_like_wildcards_from_the_question_match_nothing(
+    notes_url: str, tmp_path: Path, where: str
+) -> None:
+    conn = sql_source(
+        tmp_path, notes_url, {"search": f"SELECT title, body, url FROM notes WHERE {where}"}
+    )
+    for question in ("%", "___", "%_%", "what about ____ ?", "\\%"):
+        found = await conn.search(query=question, principals=EVE, k=5)
+        assert found == [], question
+    found = await conn.search(query="quarterly numbers?", principals=EVE, k=5)
+    assert [p.title for p in found] == ["Quarterly plan"]
+    found = await conn.search(query="why snake_case?", principals=EVE, k=5)
+    assert [p.title for p in found] == ["Naming"]
 
 
 # --- property: no question changes the URL beyond its own value ---------------------------
