@@ -7,6 +7,7 @@ Relative paths in the file are resolved against the file's own folder.
 from __future__ import annotations
 
 import re
+import urllib.parse
 from pathlib import Path
 from typing import Any, Literal
 
@@ -41,6 +42,25 @@ def normalise_reader(entry: str) -> str:
     raise ValueError(
         f"{entry!r} is not a reader: use everyone, role:NAME, group:NAME or an email address"
     )
+
+
+def check_http_url(url: str) -> None:
+    """An http source's ``url``: the asker's question (``{query}``) and ``{k}`` may go in its
+    path or query string only, never where they could choose the host that receives the
+    source's credentials (raises ValueError with a message for the config's author)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or "{query}" not in url:
+        raise ValueError("an http source needs url: http(s)://host/…{query}…")
+    for placeholder in ("{query}", "{k}"):
+        if placeholder in parts.netloc or placeholder in parts.fragment:
+            raise ValueError(
+                f"the url may hold {placeholder} only in its path or query string, "
+                "never in its host, port or #fragment"
+            )
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("the url must not hold credentials: use auth_header and auth_env")
+    if any(urllib.parse.unquote(s) in (".", "..") for s in parts.path.split("/")):
+        raise ValueError("the url must not contain '.' or '..' path segments")
 
 
 class _Strict(BaseModel):
@@ -145,9 +165,7 @@ class Source(BaseModel):
         """Each kind's own settings, checked when the file is loaded (not at first use)."""
         extra = self.model_extra or {}
         if self.kind == "http":
-            url = str(extra.get("url") or "")
-            if not url.startswith(("http://", "https://")) or "{query}" not in url:
-                raise ValueError("an http source needs url: http(s)://…{query}…")
+            check_http_url(str(extra.get("url") or ""))
             if extra.get("auth_header") and not extra.get("auth_env"):
                 raise ValueError("auth_header needs auth_env: the variable holding its value")
         if self.kind == "sql":

@@ -18,6 +18,15 @@ Only the config's queries run, never text from a question: the asker's words rea
 database as bound parameters (``:query``, ``:like``, ``:k``) and their identity as
 ``:asker_email``, so a filter can only narrow what a query returns. Each query runs in a
 read-only transaction with a statement timeout and a row cap; any error fails closed.
+
+``:like`` is ``%WORD%`` for the question's longest content word, where ``%``, ``_`` and backslash
+split words, so no LIKE wildcard or escape ever comes from a person and the pattern means the
+same with or without an ``ESCAPE`` clause. A question with no such word runs no query that uses
+``:like`` (an empty word would match every row). ``:query`` is the raw question, for full-text
+functions; a query must never build a LIKE pattern from it.
+
+Rows of a query that uses ``:asker_email`` are that person's own: they are marked
+``personal``, and such a source needs exactly one asker identity (otherwise it fails closed).
 """
 
 from __future__ import annotations
@@ -33,9 +42,25 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.core.text import content_words
 from bot.core.types import Passage
 from bot.store.db import normalise_url
+from connectors.asker import sole_asker_email
 from connectors.base import Connector, ConnectorContext, SourceUnavailable
 
 READ_ONLY_START = re.compile(r"^\s*(select|with)\b", re.IGNORECASE)
+LIKE_SPECIAL = re.compile(r"[%_\\]+")
+
+
+def bound_names(sql: str) -> frozenset[str]:
+    """The parameters SQLAlchemy will bind in ``sql`` — the same parser that runs it, so a
+    ``:asker_email`` it would bind is never missed (one inside a string literal counts too:
+    over-marking a row as personal is the safe side)."""
+    return frozenset(text(sql).compile().params)
+
+
+def like_word(query: str) -> str | None:
+    """The question's longest content word with LIKE's ``%``, ``_`` and ``\\`` treated as
+    word breaks (``snake_case`` gives ``snake``), or None when nothing is left."""
+    terms = content_words(LIKE_SPECIAL.sub(" ", query))
+    return max(terms, key=len) if terms else None
 
 
 class SqlConnector(Connector):
@@ -49,6 +74,8 @@ class SqlConnector(Connector):
             sql = str(q.get("sql", ""))
             if not READ_ONLY_START.match(sql) or ";" in sql.strip().rstrip(";"):
                 raise SourceUnavailable(f"{self.name}: query {q.get('name')!r} must be one SELECT")
+        self._params = [bound_names(str(q.get("sql", ""))) for q in self.queries]
+        self.personal = any("asker_email" in names for names in self._params)
 
     def _url(self) -> str:
         env = self.source.setting("url_env")
@@ -85,24 +112,28 @@ class SqlConnector(Connector):
                 deadline = time.monotonic() + self.source.timeout_s
                 raw: Any = conn.connection.driver_connection
                 raw.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
-            for q in self.queries:
+            for q, names in zip(self.queries, self._params, strict=True):
+                if "like" in names and params["like"] is None:
+                    continue  # no word to look for: an empty pattern would match every row
                 result = conn.execute(text(str(q["sql"])), params)
                 fields = q.get("fields") or {}
+                personal = params["asker_email"] if "asker_email" in names else None
                 for row in result.mappings().fetchmany(max_rows - len(rows)):
-                    rows.append({"_fields": fields, "_query": q.get("name"), **dict(row)})
+                    # Our own keys last: a column cannot pose as them (say, ``_personal``).
+                    meta = {"_fields": fields, "_query": q.get("name"), "_personal": personal}
+                    rows.append(dict(row) | meta)
                 if len(rows) >= max_rows:
                     break
             conn.rollback()
         return rows
 
     async def _search(self, *, query: str, principals: frozenset[str], k: int) -> list[Passage]:
-        emails = sorted(p[5:] for p in principals if p.startswith("user:"))
         terms = content_words(query)
-        key = max(terms, key=len) if terms else ""
+        word = like_word(query)
         params = {
-            "asker_email": emails[0] if emails else "",
+            "asker_email": sole_asker_email(self.name, principals) if self.personal else None,
             "query": query[:500],
-            "like": f"%{key}%",
+            "like": None if word is None else f"%{word}%",
             "k": k,
         }
         try:
@@ -129,6 +160,7 @@ class SqlConnector(Connector):
                     score=float(len(wanted & words)),
                     location=f"{row['_query']}",
                     data_class=self.source.data_class,
+                    personal=row["_personal"],
                 )
             )
         passages.sort(key=lambda p: p.score, reverse=True)
