@@ -71,8 +71,14 @@ class Retriever:
         public.sort(key=lambda p: p.score, reverse=True)
         out.passages = public[:k]
         if not audience.is_private and private:
-            floor = out.passages[-1].score if len(out.passages) >= k else 0.0
+            # What the asker alone may read and would have made the answer: all of it when
+            # the shared passages left room, else what outranks the last shared one. (Rows
+            # of sql and http sources often carry no score at all.)
+            full = len(out.passages) >= k
+            floor = out.passages[-1].score if full else 0.0
             out.withheld = sorted(
-                (p for p in private if p.score > floor), key=lambda p: p.score, reverse=True
+                (p for p in private if not full or p.score > floor),
+                key=lambda p: p.score,
+                reverse=True,
             )[:k]
         return out

@@ -179,3 +179,38 @@ async def test_an_approved_confidential_draft_in_a_thread_never_reaches_a_hosted
     await slack.settle()
     assert "Pleo" in slack.api.in_channel("DEVE")[-1].full_text()
     assert "CANARY-HR-BANDS" not in sent_to_model(hosted)
+
+
+@pytest.fixture
+def my_tickets(workspace: Any, tmp_path: Any) -> None:
+    """A sql source everyone may read whose query returns the asker's own tickets."""
+    import sqlite3
+
+    db = tmp_path / "tickets.db"
+    with sqlite3.connect(db) as c:
+        c.execute("CREATE TABLE tickets (assignee TEXT, title TEXT, body TEXT, url TEXT)")
+        c.execute(
+            "INSERT INTO tickets VALUES ('eve@canary.test', 'VPN ticket', "
+            "'Your VPN ticket is waiting on CANARY-SQL-EVE', 'https://t/1')"
+        )
+    source = (
+        "  - name: my-tickets\n    kind: sql\n    readers: everyone\n"
+        f"    url: sqlite:///{db}\n"
+        "    queries:\n      - name: mine\n        sql: >-\n"
+        "          SELECT title, body, url FROM tickets WHERE assignee = :asker_email\n"
+        "          AND (title LIKE :like OR body LIKE :like)\n"
+        "        fields: {title: title, text: body, uri: url}\n"
+    )
+    text = workspace.config.read_text().replace("limits:", source + "limits:", 1)
+    workspace.config.write_text(text.replace("sources:\n", "sources:\n", 1))
+
+
+async def test_rows_fetched_as_the_asker_never_reach_a_channel(
+    my_tickets: None, slack: Any
+) -> None:
+    await slack.event(mention("UEVE", "Is my VPN ticket still waiting?", "550.1"))
+    await slack.settle()
+    channel = "\n".join(m.full_text() for m in slack.api.in_channel("C1"))
+    assert "CANARY-SQL-EVE" not in channel
+    assert "sent to you privately" in channel
+    assert "CANARY-SQL-EVE" in "\n".join(m.full_text() for m in slack.api.in_channel("DEVE"))
