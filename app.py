@@ -1,4 +1,4 @@
-"""Concierge command line: ``python app.py serve|chat|ask|report|access|db …``."""
+"""Concierge command line: ``python app.py serve|chat|ask|report|access|audit|db …``."""
 
 from bot.cli import main
 

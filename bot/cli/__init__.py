@@ -3,6 +3,7 @@
 Exit codes: 0 for every recorded outcome and successful operation, 2 for a usage error
 (bad arguments, empty question, unknown person, bad config file), 1 when the database or
 another service cannot be used. Errors print one line on stderr, never a traceback.
+``audit verify`` uses 1 for a broken chain, so for ``audit`` an unreadable database is 2.
 """
 
 from __future__ import annotations
@@ -84,6 +85,15 @@ def build_parser() -> argparse.ArgumentParser:
         "name", help="weekly_report, retention_purge, reindex, review_reminders, grant_expiry"
     )
 
+    audit = sub.add_parser("audit", help="verify the audit log's hash chain, or export it")
+    ausub = audit.add_subparsers(dest="op", required=True, parser_class=_Parser)
+    ausub.add_parser(
+        "verify", help="walk the hash chain: exit 0 intact, 1 broken, 2 database unreadable"
+    )
+    ex = ausub.add_parser("export", help="every audit row to stdout (CSV, or exact JSON lines)")
+    ex.add_argument("--since", metavar="DATE", help="rows from this date or ISO time (UTC)")
+    ex.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+
     db = sub.add_parser("db", help="database maintenance")
     dsub = db.add_subparsers(dest="op", required=True, parser_class=_Parser)
     dsub.add_parser("upgrade", help="apply Alembic migrations")
@@ -127,6 +137,10 @@ def run(argv: Sequence[str] | None = None) -> int:
             from bot.cli.commands import jobs
 
             return jobs(settings, args)
+        if args.command == "audit":
+            from bot.cli.audit import audit
+
+            return audit(settings, args)
         if args.command == "access":
             from bot.cli.commands import access
 

@@ -82,7 +82,14 @@ def upgrade(engine: Engine) -> None:
         try:
             command.upgrade(_alembic_config(engine), "head")
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot migrate the database: {exc.__class__.__name__}") from exc
+            hint = ""
+            if getattr(getattr(exc, "orig", None), "sqlstate", None) == "42501":
+                # e.g. serve runs as the app role (revision 0006), which may not change tables
+                hint = " (this role may not change the schema: run `app.py db upgrade` as the "
+                hint += "role that owns the tables)"
+            raise StoreError(
+                f"cannot migrate the database: {exc.__class__.__name__}{hint}"
+            ) from exc
 
 
 def ensure_schema(engine: Engine) -> None:

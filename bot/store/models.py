@@ -106,7 +106,9 @@ class Grant(Base):
 
 
 class AuditEvent(Base):
-    """Append-only: the database refuses UPDATE and DELETE (triggers in the migration)."""
+    """Append-only: the database refuses UPDATE and DELETE (triggers in the migrations), and
+    each row carries a hash chain (bot.store.chain) so that a rewrite behind the database's
+    back shows in ``app.py audit verify``. Rows are written only by ``repo.audit``."""
 
     __tablename__ = "audit_log"
 
@@ -118,6 +120,10 @@ class AuditEvent(Base):
     subject: Mapped[str | None] = mapped_column(String(330))
     reason: Mapped[str | None] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The previous row's row_hash (64 zeros for the first row) and this row's own hash.
+    # NULL only if written outside repo.audit, which the database refuses since 0006.
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    row_hash: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (Index("ix_audit_at", "at"),)
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot.core.access import ActiveGrant
 from bot.core.types import ExchangeResult
+from bot.store import chain
 from bot.store.models import (
     AccessRequest,
     AuditEvent,
@@ -157,23 +159,76 @@ def audit(
     reason: str | None = None,
     details: dict[str, Any] | None = None,
 ) -> AuditEvent:
-    """Append one row to the audit log (the database refuses changes to existing rows)."""
-    row = AuditEvent(
+    """Append one row to the audit log, chained to the row before it (bot.store.chain).
+
+    The chain lock is held from reading the last row until the transaction ends, so two
+    instances appending at once wait for each other instead of linking to the same row. The
+    id is the last id + 1 (not a sequence), so ids have no gaps: a missing id is a deleted
+    row. The database refuses changes to existing rows and rows without a hash.
+    """
+    _lock_chain(session)
+    last_id, prev_hash = _chain_head(session)
+    fields = chain.ChainFields(
+        id=last_id + 1,
+        at=utcnow(),
         actor=actor,
         action=action,
         target=target,
         subject=subject,
         reason=reason,
-        details=details or {},
+        details=chain.plain_json(details),
+    )
+    row = AuditEvent(
+        **fields._asdict(), prev_hash=prev_hash, row_hash=chain.row_hash(prev_hash, fields)
     )
     session.add(row)
     session.flush()
     return row
 
 
+def _lock_chain(session: Session) -> None:
+    """Serialise appends: a transaction-scoped advisory lock on PostgreSQL; on SQLite the
+    database's write lock, taken now (BEGIN IMMEDIATE) unless this transaction has already
+    written, because a plain read would run outside any transaction and could go stale."""
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": chain.LOCK_KEY})
+    elif conn.dialect.name == "sqlite":
+        raw = conn.connection.dbapi_connection
+        if not getattr(raw, "in_transaction", True):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _chain_head(session: Session) -> tuple[int, str]:
+    """The last row's id and the hash the next row links to (the genesis hash when empty)."""
+    last = session.execute(
+        select(AuditEvent.id, AuditEvent.row_hash).order_by(AuditEvent.id.desc()).limit(1)
+    ).first()
+    if last is None:
+        return 0, chain.GENESIS
+    if last.row_hash is not None:
+        return int(last.id), str(last.row_hash)
+    # The last row has no hash (written behind our back; verify reports it): link past it.
+    hashed = session.scalar(
+        select(AuditEvent.row_hash)
+        .where(AuditEvent.row_hash.is_not(None))
+        .order_by(AuditEvent.id.desc())
+        .limit(1)
+    )
+    return int(last.id), hashed or chain.GENESIS
+
+
 def recent_audit(session: Session, limit: int = 20) -> list[AuditEvent]:
     rows = session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)).all()
     return list(reversed(rows))
+
+
+def audit_rows(session: Session, since: datetime | None = None) -> Iterator[AuditEvent]:
+    """Every audit row in id order (from ``since`` on), streamed in batches."""
+    query = select(AuditEvent).order_by(AuditEvent.id).execution_options(yield_per=1000)
+    if since is not None:
+        query = query.where(AuditEvent.at >= since)
+    yield from session.scalars(query)
 
 
 def as_utc(value: datetime | None) -> datetime | None:
