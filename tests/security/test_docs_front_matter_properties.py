@@ -156,7 +156,7 @@ def test_reader_entries_are_a_token_or_a_value_error_in_linear_time(entries: lis
             token = normalise_reader(entry)
         except ValueError:
             token = None
-        assert time.perf_counter() - started < 0.02, len(entry)
+        assert time.perf_counter() - started < 0.05, len(entry)
         if token is not None:
             assert TOKEN.fullmatch(token), (entry, token)
             assert len(token) <= 330
