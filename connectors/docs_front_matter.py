@@ -104,7 +104,7 @@ def _front_matter_block(text: str, newline: int) -> tuple[str, str]:
             raise DocumentError(
                 f"front matter is larger than {FRONT_MATTER_MAX_CHARS // 1024} KB (or never closed)"
             )
-        if text[pos:end].strip() in {"---", "..."}:
+        if text[pos:end].rstrip() in {"---", "..."}:  # at column 0, as YAML and Jekyll read it
             return text[newline + 1 : pos], text[end + 1 :]
         pos = end + 1
     raise DocumentError("front matter starts with --- but is never closed")
@@ -235,28 +235,42 @@ def _within_two_edits(a: str, b: str) -> bool:
 
 
 def check_body_start(body: str) -> None:
-    """Refuse a body whose first paragraph holds a readers-like ``key:`` line: front matter
-    without its opening ``---``, closed early by ``...``, or in another format."""
+    """Refuse a body whose start holds a readers-like ``key:`` line outside front matter:
+    front matter without its opening ``---``, closed early (by ``...`` or a stray ``---``
+    in a value), or in another format. The start is the first paragraph, or everything up
+    to the last delimiter line (``---``, ``...``, ``+++``) in the first 16 KB, if later."""
+    lines = body[:FRONT_MATTER_MAX_CHARS].split("\n")
+    last_delimiter = max((i for i, line in enumerate(lines) if _is_delimiter(line)), default=-1)
     seen_content = False
-    for line in body.split("\n", 200)[:200]:
+    for i, line in enumerate(lines):
         stripped = line.strip()
         if not stripped:
-            if seen_content:
+            if seen_content and i > last_delimiter:
                 return
             continue
         if stripped.startswith("#") or not stripped.strip("-+*_=~.`"):
-            continue  # a heading or a delimiter line (---, ..., +++)
+            continue  # a heading or a delimiter line
         seen_content = True
-        head = unicodedata.normalize("NFKC", stripped[:300])
-        keys = [m.group(1)] if (m := _KEY_LINE.match(head)) else []
-        if head.startswith("{"):
-            keys += _QUOTED_KEY.findall(head)
-        for key in keys:
-            if key == "readers" or resembles_readers(key):
-                raise DocumentError(
-                    f"its first paragraph has a {key!r} line outside front matter: put it "
-                    "between --- lines at the very top"
-                )
+        key = _readers_like_key(stripped)
+        if key is not None:
+            raise DocumentError(
+                f"has a {key!r} line outside front matter, near its start: put it between "
+                "--- lines at the very top"
+            )
+
+
+def _is_delimiter(line: str) -> bool:
+    """A column-0 line that ends a YAML block or a thematic break: ``---``, ``...``, ``+++``."""
+    text = line.rstrip()
+    return len(text) >= 3 and (set(text) == {"-"} or set(text) == {"+"} or text == "...")
+
+
+def _readers_like_key(stripped: str) -> str | None:
+    head = unicodedata.normalize("NFKC", stripped[:300])
+    keys = [m.group(1)] if (m := _KEY_LINE.match(head)) else []
+    if head.startswith("{"):
+        keys += _QUOTED_KEY.findall(head)
+    return next((k for k in keys if k == "readers" or resembles_readers(k)), None)
 
 
 def document_readers(meta: dict[str, Any]) -> tuple[str, ...]:

@@ -84,6 +84,10 @@ def documents(draw: st.DrawFn) -> tuple[str, bool]:
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(documents())
+@example(
+    ("---\ntitle: |\n  ---\n\ntitle: |\n  ---\n\nreaders: [role:hr]\n---\n\nCANARY-PROP\n", True)
+)
+@example(("---\ntitle: a\n---\n\nfoo\n\nreaders: [role:hr]\n---\n\nCANARY-PROP\n", True))
 def test_random_front_matter_never_fails_open(case: tuple[str, bool]) -> None:
     text, narrowed = case
     with tempfile.TemporaryDirectory() as folder:

@@ -146,6 +146,8 @@ FAIL_OPEN = {
     "opener-forgotten": "readers: [role:hr]\n---\n",
     "toml": "+++\nreaders = ['role:hr']\n+++\n",
     "closed-by-dots-early": "---\ntitle: Bonus\n...\nreaders: [role:hr]\n---\n",
+    "indented-dashes-in-a-value": "---\ntitle: |\n  ---\nreaders: [role:hr]\n---\n",
+    "second-block-after-a-paragraph": "---\ntitle: a\n---\n\nfoo\n\nreaders: [role:hr]\n---\n",
     "comma-string": "---\nreaders: 'role:hr, group:finance'\n---\n",
 }
 
