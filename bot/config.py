@@ -16,7 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bot.errors import ConfigError
 
-EMAIL_RE = re.compile(r"^[^@\s:]+@[^@\s:]+\.[^@\s:]+$")
+# An email is LOCAL@X.Y (no "@", ":" or whitespace in any part). Written with possessive
+# quantifiers and a look-ahead so that matching is linear in the input: the plain pattern
+# ``^[^@\s:]+@[^@\s:]+\.[^@\s:]+$`` backtracks over every dot and took seconds on a 16 KB
+# string. After the look-ahead has checked the whole domain, the first dot past its first
+# character must be followed by one more character; that is exactly "X.Y with X, Y non-empty".
+EMAIL_RE = re.compile(r"^[^@\s:]++@(?=[^@\s:]++$)[^@\s:][^.]*+\.[^@\s:]")
+MAX_READER_CHARS = 320  # an email address is at most 254; a role or group name far less
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 DataClass = Literal["public", "internal", "confidential"]
 DATA_CLASSES: tuple[DataClass, ...] = ("public", "internal", "confidential")
@@ -26,7 +32,14 @@ SOURCE_KINDS = ("docs", "http", "sql")
 def normalise_reader(entry: str) -> str:
     """Turn a config reader (``everyone``, ``role:x``, ``group:x``, ``channel:x``, an email)
     into a principal token (``everyone``, ``role:x``, ``group:x``, ``channel:x``, ``user:email``).
+    Raises ValueError for anything else; runs in time linear in ``entry`` and refuses entries
+    longer than MAX_READER_CHARS, so a hostile document or config cannot stall validation.
     """
+    if len(entry) > MAX_READER_CHARS:
+        raise ValueError(
+            f"{entry[:40]!r}… is not a reader: it is {len(entry)} characters long "
+            f"(at most {MAX_READER_CHARS})"
+        )
     value = entry.strip()
     low = value.lower()
     if low == "everyone":

@@ -1,40 +1,57 @@
 """The ``docs`` connector: Markdown and plain-text files in a folder.
 
 Files may start with YAML front matter (``title``, ``readers``, ``updated``, ``url``).
-``readers`` can only narrow the source's readers. Files are split into passages by heading
-and paragraph and indexed with Tantivy (BM25 with block-max WAND, so a query does not score
-every passage). The index is derived local data under the data folder, refreshed
-incrementally: only files whose size or modification time changed are re-read.
+``readers`` can only narrow the source's readers, and front matter that cannot be read with
+certainty closes the document (``docs_front_matter``). Files are read only inside the source
+folder, never through a link (``docs_files``). Files are split into bounded passages by
+heading and paragraph and indexed with Tantivy (BM25 with block-max WAND, so a query does not
+score every passage). The index is derived local data under the data folder, refreshed
+incrementally: only files whose size or modification time changed are re-read. A skipped
+file's warning is kept in the manifest, so every run reports it until the file is fixed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import hashlib
 import json
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
+from itertools import islice
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import tantivy
-import yaml
 
-from bot.config import normalise_reader
 from bot.core.text import content_words, slug
 from bot.core.types import Passage
 from connectors.base import Connector, ConnectorContext, SourceUnavailable
+from connectors.docs_files import (
+    MAX_FILE_BYTES,
+    SUFFIXES,
+    DocumentError,
+    FolderScan,
+    read_document,
+    scan_folder,
+)
+from connectors.docs_front_matter import document_readers, split_front_matter
+
+__all__ = ["MAX_FILE_BYTES", "SUFFIXES", "DocsConnector", "DocsIndex", "DocumentError"]
 
 log = logging.getLogger("concierge.connectors.docs")
 
-SCHEMA_VERSION = 2
-SUFFIXES = {".md", ".markdown", ".txt"}
+SCHEMA_VERSION = 3  # 3: fail-closed front matter, no links, bounded passages (re-index all)
 CHUNK_WORDS = 160
-MAX_FILE_BYTES = 5_000_000
+MAX_PASSAGE_CHARS = 4_000
+MAX_PASSAGES_PER_FILE = 2_000
+MAX_TITLE_CHARS = 300
+MAX_URI_CHARS = 2_000
 
 
 def build_schema() -> tantivy.Schema:
@@ -66,116 +83,142 @@ class ParsedDoc:
     updated: str
     uri: str
     chunks: tuple[Chunk, ...]
+    truncated: bool = False  # more than MAX_PASSAGES_PER_FILE passages: the rest is not indexed
 
 
-class DocumentError(ValueError):
-    """A file that cannot be indexed safely; it is skipped until fixed."""
-
-
-def split_front_matter(text: str) -> tuple[dict[str, Any], str]:
-    if not text.startswith("---"):
-        return {}, text
-    lines = text.split("\n")
-    if lines[0].strip() != "---":
-        return {}, text
-    for i in range(1, len(lines)):
-        if lines[i].strip() in {"---", "..."}:
-            raw = "\n".join(lines[1:i])
-            try:
-                meta = yaml.safe_load(raw) if raw.strip() else {}
-            except yaml.YAMLError as exc:
-                mark = getattr(exc, "problem_mark", None)
-                where = f" (line {mark.line + 2})" if mark else ""
-                raise DocumentError(f"front matter is not valid YAML{where}") from None
-            if meta is None:
-                meta = {}
-            if not isinstance(meta, dict):
-                raise DocumentError("front matter must be a mapping of keys")
-            return meta, "\n".join(lines[i + 1 :])
-    raise DocumentError("front matter starts with --- but is never closed")
-
-
-def _readers(meta: dict[str, Any]) -> tuple[str, ...]:
-    value = meta.get("readers")
-    if value is None:
-        return ("*",)
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not value:
-        raise DocumentError("readers must be 'everyone' or a non-empty list")
-    try:
-        tokens = tuple(sorted({normalise_reader(str(v)) for v in value}))
-    except ValueError as exc:
-        raise DocumentError(f"readers: {exc}") from None
-    return ("*",) if "everyone" in tokens else tokens
+def decode(raw: bytes) -> str:
+    """UTF-8 text with ``\n`` line ends. UTF-16/32 or NUL bytes are refused rather than read
+    as garbage, which would hide front matter and expose the text between the NULs."""
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in raw:
+        raise DocumentError("is not UTF-8 text (save it as UTF-8)")
+    return raw.decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "\n")
 
 
 def chunk_markdown(title: str, body: str, rel: str) -> list[Chunk]:
-    """Split by headings, then pack paragraphs into passages of about CHUNK_WORDS words."""
-    sections: list[tuple[str, list[str]]] = [("", [])]
-    para: list[str] = []
+    """Split by headings, then pack paragraphs into passages of about CHUNK_WORDS words and
+    at most MAX_PASSAGE_CHARS characters; at most MAX_PASSAGES_PER_FILE + 1 are returned
+    (one more than indexed, so that the caller can tell the file was cut)."""
+    title = title or _first_h1(body)
+    chunks = islice(_pack(_paragraphs(body), rel), MAX_PASSAGES_PER_FILE + 1)
+    return [Chunk(title, c.section, c.body, c.location) for c in chunks]
 
-    def flush() -> None:
-        if para:
-            sections[-1][1].append("\n".join(para).strip())
-            para.clear()
 
+def _first_h1(body: str) -> str:
     for line in body.split("\n"):
         stripped = line.strip()
-        if stripped.startswith("#") and stripped.lstrip("#").startswith(" "):
-            flush()
-            heading = stripped.lstrip("#").strip()
-            if stripped.startswith("# ") and not title:
-                title = heading
-            sections.append((heading, []))
-        elif not stripped:
-            flush()
+        if stripped.startswith("# "):
+            return stripped[2:].strip()[:MAX_TITLE_CHARS]
+    return ""
+
+
+def _is_heading(stripped: str) -> bool:
+    return stripped.startswith("#") and stripped.lstrip("#").startswith(" ")
+
+
+def _paragraphs(body: str) -> Iterator[tuple[str, str | None]]:
+    """(heading, paragraph) in order; a None paragraph marks the start of a new section."""
+    heading = ""
+    lines: list[str] = []
+    for line in body.split("\n"):
+        stripped = line.strip()
+        if _is_heading(stripped) or not stripped:
+            if lines:
+                yield heading, "\n".join(lines).strip()
+                lines = []
+            if stripped:
+                heading = stripped.lstrip("#").strip()[:MAX_TITLE_CHARS]
+                yield heading, None
         else:
-            para.append(line.rstrip())
-    flush()
-    chunks: list[Chunk] = []
-    for heading, paragraphs in sections:
-        buf: list[str] = []
-        count = 0
-        for p in paragraphs:
-            n = len(p.split())
-            if buf and count + n > CHUNK_WORDS:
-                chunks.append(_chunk(title, heading, buf, rel))
-                buf, count = [], 0
-            buf.append(p)
-            count += n
-        if buf:
-            chunks.append(_chunk(title, heading, buf, rel))
-    return chunks
+            lines.append(line.rstrip())
+    if lines:
+        yield heading, "\n".join(lines).strip()
 
 
-def _chunk(title: str, heading: str, paragraphs: list[str], rel: str) -> Chunk:
+def _pack(paragraphs: Iterator[tuple[str, str | None]], rel: str) -> Iterator[Chunk]:
+    heading = ""
+    buf: list[str] = []
+    words = chars = 0
+    for head, paragraph in paragraphs:
+        if paragraph is None:
+            if buf:
+                yield _chunk(heading, buf, rel)
+                buf, words, chars = [], 0, 0
+            heading = head
+            continue
+        for piece in _split_long(paragraph):
+            n = len(piece.split())
+            if buf and (words + n > CHUNK_WORDS or chars + 2 + len(piece) > MAX_PASSAGE_CHARS):
+                yield _chunk(heading, buf, rel)
+                buf, words, chars = [], 0, 0
+            chars += len(piece) + (2 if buf else 0)
+            buf.append(piece)
+            words += n
+    if buf:
+        yield _chunk(heading, buf, rel)
+
+
+def _split_long(paragraph: str) -> list[str]:
+    """A paragraph as it is, or, past 2 × CHUNK_WORDS words or MAX_PASSAGE_CHARS characters,
+    cut into pieces of CHUNK_WORDS words and MAX_PASSAGE_CHARS characters at most (a wall of
+    text with no blank line, or one enormous "word", still makes bounded passages)."""
+    if len(paragraph) <= MAX_PASSAGE_CHARS and len(paragraph.split()) <= 2 * CHUNK_WORDS:
+        return [paragraph]
+    pieces: list[str] = []
+    buf: list[str] = []
+    size = 0
+    for word in paragraph.split():
+        for i in range(0, len(word), MAX_PASSAGE_CHARS):
+            part = word[i : i + MAX_PASSAGE_CHARS]
+            if buf and (len(buf) >= CHUNK_WORDS or size + 1 + len(part) > MAX_PASSAGE_CHARS):
+                pieces.append(" ".join(buf))
+                buf, size = [], 0
+            size += len(part) + (1 if buf else 0)
+            buf.append(part)
+    if buf:
+        pieces.append(" ".join(buf))
+    return pieces
+
+
+def _chunk(heading: str, paragraphs: list[str], rel: str) -> Chunk:
     anchor = f"#{slug(heading)}" if heading else ""
-    return Chunk(title=title, section=heading, body="\n\n".join(paragraphs), location=rel + anchor)
+    return Chunk(title="", section=heading, body="\n\n".join(paragraphs), location=rel + anchor)
+
+
+def read_readers(raw: bytes) -> tuple[tuple[str, ...], dict[str, Any], str]:
+    """Readers, front matter and body of a document's bytes (DocumentError when in doubt)."""
+    meta, body = split_front_matter(decode(raw))
+    return document_readers(meta), meta, body
+
+
+def parse_bytes(raw: bytes, rel: str, *, mtime: float, base_url: str | None = None) -> ParsedDoc:
+    """A document's passages and labels from its bytes; DocumentError closes the document."""
+    readers, meta, body = read_readers(raw)
+    title = _text(meta.get("title"), MAX_TITLE_CHARS)
+    updated = meta.get("updated") or meta.get("date")
+    if updated is None:
+        updated = datetime.fromtimestamp(mtime, UTC).date().isoformat()
+    chunks = chunk_markdown(title, body, rel)
+    truncated = len(chunks) > MAX_PASSAGES_PER_FILE
+    title = title or (chunks[0].title if chunks else "") or PurePosixPath(rel).stem
+    kept = [Chunk(title, c.section, c.body, c.location) for c in chunks[:MAX_PASSAGES_PER_FILE]]
+    url = _text(meta.get("url"), MAX_URI_CHARS)
+    uri = url or (base_url.rstrip("/") + "/" + rel if base_url else rel)
+    passages = tuple(c for c in kept if c.body.strip())
+    return ParsedDoc(rel, title, readers, _text(updated, 64), uri, passages, truncated)
+
+
+def _text(value: Any, limit: int) -> str:
+    return str(value).strip()[:limit] if value else ""
 
 
 def parse_document(path: Path, rel: str, *, base_url: str | None = None) -> ParsedDoc:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise DocumentError(f"cannot be read ({exc.strerror})") from None
-    if len(raw) > MAX_FILE_BYTES:
-        raise DocumentError(f"is larger than {MAX_FILE_BYTES // 1_000_000} MB")
-    text = raw.decode("utf-8", errors="replace").replace("\r\n", "\n").lstrip("\ufeff")
-    meta, body = split_front_matter(text)
-    readers = _readers(meta)
-    title = str(meta.get("title") or "").strip()
-    updated = meta.get("updated") or meta.get("date")
-    if updated is None:
-        updated = datetime.fromtimestamp(path.stat().st_mtime, UTC).date().isoformat()
-    if path.suffix == ".txt":
-        body = "\n\n".join(p for p in body.split("\n\n"))
-    chunks = chunk_markdown(title, body, rel)
-    title = title or (chunks[0].title if chunks and chunks[0].title else "") or path.stem
-    chunks = [Chunk(title, c.section, c.body, c.location) for c in chunks if c.body.strip()]
-    url = meta.get("url")
-    uri = str(url) if url else (base_url.rstrip("/") + "/" + rel if base_url else rel)
-    return ParsedDoc(rel, title, readers, str(updated), uri, tuple(chunks))
+    """Read and parse ``path``, the document ``rel`` of the folder ``path`` minus ``rel``,
+    with the same rules as the index (no links, size cap, fail-closed front matter)."""
+    folder = path
+    for _ in PurePosixPath(rel).parts:
+        folder = folder.parent
+    raw, mtime = read_document(folder, rel)
+    return parse_bytes(raw, rel, mtime=mtime, base_url=base_url)
 
 
 class DocsIndex:
@@ -211,17 +254,14 @@ class DocsIndex:
         except (OSError, ValueError):
             return {}
 
-    def scan(self) -> dict[str, tuple[int, int]]:
-        files: dict[str, tuple[int, int]] = {}
-        for p in sorted(self.folder.rglob("*")):
-            if (
-                p.suffix.lower() in SUFFIXES
-                and p.is_file()
-                and not any(part.startswith(".") for part in p.relative_to(self.folder).parts)
-            ):
-                st = p.stat()
-                files[p.relative_to(self.folder).as_posix()] = (st.st_mtime_ns, st.st_size)
-        return files
+    def scan(self) -> FolderScan:
+        """The folder's documents and the files skipped (links, oversize), without reading."""
+        try:
+            return scan_folder(self.folder)
+        except OSError as exc:
+            raise SourceUnavailable(
+                f"folder {self.folder} cannot be read ({exc.strerror})"
+            ) from None
 
     def refresh(self) -> int:
         """Re-index files that changed since the last refresh; returns how many changed."""
@@ -233,25 +273,37 @@ class DocsIndex:
             known: dict[str, Any] = (
                 manifest.get("files", {}) if manifest.get("schema") == SCHEMA_VERSION else {}
             )
-            current = self.scan()
+            scan = self.scan()
+            current = scan.files
             changed = [r for r, sig in current.items() if known.get(r, {}).get("sig") != list(sig)]
             removed = [r for r in known if r not in current]
-            if not changed and not removed:
-                return 0
-            writer = self._writer(index)
-            new_known = {r: v for r, v in known.items() if r in current}
-            for rel in removed:
-                writer.delete_documents_by_term("path", rel)
-                self.warnings.pop(rel, None)
-            for rel in changed:
-                writer.delete_documents_by_term("path", rel)
-                try:
-                    doc = parse_document(self.folder / rel, rel, base_url=self.base_url)
-                except DocumentError as exc:
-                    self.warnings[rel] = f"{rel}: {exc}; the file is skipped until it is fixed"
-                    new_known[rel] = {"sig": list(current[rel]), "chunks": 0}
-                    continue
-                self.warnings.pop(rel, None)
+            if changed or removed:
+                known = self._reindex(index, known, current, changed, removed)
+            self._set_warnings(scan, known)
+            return len(changed) + len(removed)
+
+    def _reindex(
+        self,
+        index: tantivy.Index,
+        known: dict[str, Any],
+        current: dict[str, tuple[int, int]],
+        changed: list[str],
+        removed: list[str],
+    ) -> dict[str, Any]:
+        """Re-read ``changed``, drop ``removed``; returns the new manifest entries."""
+        writer = self._writer(index)
+        new_known = {r: v for r, v in known.items() if r in current}
+        for rel in removed:
+            writer.delete_documents_by_term("path", rel)
+        for rel in changed:
+            writer.delete_documents_by_term("path", rel)
+            entry: dict[str, Any] = {"sig": list(current[rel]), "chunks": 0}
+            try:
+                raw, mtime = read_document(self.folder, rel)
+                doc = parse_bytes(raw, rel, mtime=mtime, base_url=self.base_url)
+            except DocumentError as exc:
+                entry["warning"] = f"{rel}: {exc}; the file is skipped until it is fixed"
+            else:
                 for c in doc.chunks:
                     writer.add_document(
                         tantivy.Document(
@@ -265,14 +317,31 @@ class DocsIndex:
                             updated=doc.updated,
                         )
                     )
-                new_known[rel] = {"sig": list(current[rel]), "chunks": len(doc.chunks)}
-            writer.commit()
-            writer.wait_merging_threads()
-            index.reload()
-            tmp = self.manifest_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"schema": SCHEMA_VERSION, "files": new_known}))
-            tmp.replace(self.manifest_path)
-            return len(changed) + len(removed)
+                entry["chunks"] = len(doc.chunks)
+                if doc.truncated:
+                    entry["warning"] = (
+                        f"{rel}: has more than {MAX_PASSAGES_PER_FILE} passages; only the "
+                        "first are indexed (split the file)"
+                    )
+            new_known[rel] = entry
+        writer.commit()
+        writer.wait_merging_threads()
+        index.reload()
+        tmp = self.manifest_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"schema": SCHEMA_VERSION, "files": new_known}))
+        tmp.replace(self.manifest_path)
+        return new_known
+
+    def _set_warnings(self, scan: FolderScan, known: dict[str, Any]) -> None:
+        """Every skipped or cut file, named, from this scan and the manifest (a file skipped
+        in an earlier run is not re-read, but is still reported). Replaced, never mutated,
+        so a reader holding the previous dict sees a consistent one."""
+        found = {
+            rel: f"{rel}: {why}; the file is skipped until it is fixed"
+            for rel, why in scan.skipped.items()
+        }
+        found |= {r: v["warning"] for r, v in known.items() if r in scan.files and v.get("warning")}
+        self.warnings = dict(sorted(found.items()))
 
     def _writer(self, index: tantivy.Index) -> Any:
         """Tantivy allows one writer per index; wait briefly if another process holds it."""
@@ -335,24 +404,30 @@ class DocsConnector(Connector):
 
     async def refresh(self) -> int:
         async with self._refresh_lock:
+            before = self.index.warnings
             try:
                 return await asyncio.to_thread(self.index.refresh)
             finally:
                 self._last_refresh = time.monotonic()
+                self._log_new_warnings(before)
+
+    def _log_new_warnings(self, before: dict[str, str]) -> None:
+        """A file skipped by a refresh after start is logged once (``prepare`` returns the
+        warnings at start, which the front end shows)."""
+        for rel, text in self.index.warnings.items():
+            if before.get(rel) != text:
+                log.warning("source %s: %s", self.name, text)
 
     async def document_state(self, location: str, principals: frozenset[str] | None) -> str | None:
+        """The document read exactly as the index would read it (inside the folder, no
+        links, no hidden files, fail-closed front matter): "" when it is closed or hidden."""
         rel = location.split("#", 1)[0]
-        folder = self.index.folder.resolve()
-        path = (folder / rel).resolve()
-        if folder not in path.parents:
-            return ""
 
         def read() -> str:
             try:
-                raw = path.read_bytes()
-                meta, _ = split_front_matter(raw.decode("utf-8", errors="replace"))
-                readers = _readers(meta)
-            except (OSError, DocumentError):
+                raw, _mtime = read_document(self.index.folder, rel)
+                readers, _meta, _body = read_readers(raw)
+            except DocumentError:
                 return ""
             if principals is not None and "*" not in readers and not principals & set(readers):
                 return ""
@@ -366,10 +441,13 @@ class DocsConnector(Connector):
         async with self._refresh_lock:
             if not force and not self._refresh_due():
                 return
+            before = self.index.warnings
             try:
                 changed = await asyncio.to_thread(self.index.refresh)
             finally:
                 self._last_refresh = time.monotonic()
+                if not force:
+                    self._log_new_warnings(before)
             if changed:
                 log.info("re-indexed %d file(s) of %s", changed, self.name)
 
