@@ -91,11 +91,16 @@ async def test_any_access_command_from_a_non_admin_is_answered_and_changes_nothi
     before = len(slack.api.called("chat.postEphemeral"))
     status, body, _ = await slack.command(user, f"access {text}")
     assert status == 200, body
-    await slack.settle()
-    said = slack.api.called("chat.postEphemeral")[before:]
-    answered = [p for p in said if p.get("user") == user and str(p.get("text", "")).strip()]
-    assert answered or "Usage" in body, (text, body)
-    assert all("Traceback" not in str(p.get("text")) for p in said)
+
+    def said() -> list[dict[str, Any]]:
+        return slack.api.called("chat.postEphemeral")[before:]
+
+    def answered() -> bool:
+        mine = [p for p in said() if p.get("user") == user and str(p.get("text", "")).strip()]
+        return bool(mine) or "Usage" in body
+
+    await slack.until(answered)  # the reply comes after the ack: wait for it, not for quiet
+    assert all("Traceback" not in str(p.get("text")) for p in said())
     assert grants(slack) == []
     assert {a.action for a in audit(slack)} <= {"refused", "request"}
     assert crashes(caplog) == []

@@ -38,12 +38,16 @@ IGNORED_SUBTYPES = {
 
 
 def is_question(event: dict[str, Any], bot_user_id: str | None) -> bool:
-    if event.get("subtype") in IGNORED_SUBTYPES or event.get("subtype"):
+    # Any subtype (those above and the ones Slack adds later) is not a new question.
+    if event.get("subtype"):
         return False
     if event.get("bot_id") or (event.get("app_id") and not event.get("user")):
         return False
+    # Fields of a shape Slack never sends make no question either (rather than a crash).
+    if not all(isinstance(event.get(k) or "", str) for k in ("channel", "ts", "text", "thread_ts")):
+        return False
     user = event.get("user")
-    return bool(user) and user != bot_user_id
+    return isinstance(user, str) and bool(user) and user != bot_user_id
 
 
 def register(app: AsyncApp, deps: SlackDeps) -> None:
