@@ -29,6 +29,22 @@ DATA_CLASSES: tuple[DataClass, ...] = ("public", "internal", "confidential")
 SOURCE_KINDS = ("docs", "http", "sql")
 
 
+USERGROUP_ID_RE = re.compile(r"^S[A-Z0-9]+$")
+HANDLE_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,79}$")
+
+
+def usergroup_ref(entry: str) -> str:
+    """A ``slack_groups`` entry as ``id:S0123…`` or ``handle:name`` ("" when it is neither).
+
+    An id is upper case (``S0123ABC``); anything else is a handle, compared as lower case
+    with handles only, so that a user group cannot take a bound id as its handle."""
+    value = entry.strip()
+    if USERGROUP_ID_RE.match(value):
+        return f"id:{value}"
+    handle = value.lstrip("@").lower()
+    return f"handle:{handle}" if HANDLE_RE.match(handle) else ""
+
+
 def normalise_reader(entry: str) -> str:
     """Turn a config reader (``everyone``, ``role:x``, ``group:x``, ``channel:x``, an email)
     into a principal token (``everyone``, ``role:x``, ``group:x``, ``channel:x``, ``user:email``).
@@ -343,6 +359,10 @@ class WorkspaceConfig(_Strict):
     retention: Retention = Retention()
     review: ReviewSettings = ReviewSettings()
     default_person: str | None = None
+    # Slack user groups that count as a config group: {GROUP: [user group id S… or handle]}.
+    # Only these do; an unbound user group gives nothing (whoever may edit a user group in
+    # Slack must not be able to give themselves a source).
+    slack_groups: dict[str, tuple[str, ...]] = {}
     path: Path = Path(".")
 
     @field_validator("admins", "owners")
@@ -357,6 +377,34 @@ class WorkspaceConfig(_Strict):
     @classmethod
     def _role_names(cls, value: dict[str, Role]) -> dict[str, Role]:
         return {k.strip().lower(): v for k, v in value.items()}
+
+    @field_validator("slack_groups", mode="before")
+    @classmethod
+    def _slack_groups(cls, value: Any) -> dict[str, tuple[str, ...]]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ValueError("slack_groups maps group names to lists of Slack user groups")
+        out: dict[str, tuple[str, ...]] = {}
+        for name, entries in value.items():
+            group = str(name).strip().lower().removeprefix("group:")
+            if not isinstance(name, str) or not NAME_RE.match(group):
+                raise ValueError(f"{name!r} is not a group name")
+            if isinstance(entries, str):
+                entries = [entries]
+            if not isinstance(entries, list) or not entries:
+                raise ValueError(
+                    f"slack_groups.{group}: a list of Slack user group ids (S0123…) or handles"
+                )
+            bound = []
+            for entry in entries:
+                if not isinstance(entry, str) or not usergroup_ref(entry):
+                    raise ValueError(
+                        f"slack_groups.{group}: {entry!r} is not a Slack user group id or handle"
+                    )
+                bound.append(usergroup_ref(entry))
+            out[group] = tuple(bound)
+        return out
 
     @model_validator(mode="after")
     def _cross_checks(self) -> WorkspaceConfig:
@@ -385,6 +433,14 @@ class WorkspaceConfig(_Strict):
 
     def source(self, name: str) -> Source | None:
         return next((s for s in self.sources if s.name == name), None)
+
+    def groups_bound_to(self, usergroup_id: str, handle: str | None) -> frozenset[str]:
+        """The config groups a Slack user group counts as (only where ``slack_groups`` binds
+        it, by id, or by handle)."""
+        keys = {f"id:{usergroup_id}"}
+        if handle:
+            keys.add(usergroup_ref("@" + handle.lstrip("@")))
+        return frozenset(g for g, refs in self.slack_groups.items() if keys.intersection(refs))
 
     def reviewers(self, source: Source) -> tuple[str, ...]:
         """Who reviews answers that use ``source``: its owner, else the bot's owners."""

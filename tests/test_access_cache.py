@@ -119,6 +119,9 @@ async def test_an_identity_change_reaches_every_instance_through_redis(
     api.add_user("UEVE", "eve@canary.test")
     runner = await slack_api.start(api)
     try:
+        workspace.config.write_text(
+            workspace.config.read_text() + "slack_groups: {finance: [S1]}\n"
+        )
         config = load_config(workspace.config)
         key = f"{redis_client.test_prefix}identity:version"
 

@@ -25,7 +25,13 @@ def grants(slack: SlackDriver) -> list[Grant]:
         return list(s.scalars(select(Grant).where(Grant.revoked_at.is_(None))))
 
 
-async def test_admin_grants_with_mentions_and_revokes(slack) -> None:
+@pytest.fixture
+def bound_finance(workspace) -> None:  # type: ignore[no-untyped-def]
+    """The config binds the Slack user group S1 to its finance group (before the app starts)."""
+    workspace.config.write_text(workspace.config.read_text() + "slack_groups: {finance: [S1]}\n")
+
+
+async def test_admin_grants_with_mentions_and_revokes(bound_finance: None, slack) -> None:
     slack.api.add_user("UADA", "ada@canary.test")
     status, _, _ = await slack.command(
         "UADA", "access grant <@UEVE|eve> finance-notes for 30d because month-end close"

@@ -199,7 +199,15 @@ async def test_external_slack_connect_users_are_guests(slack) -> None:
     assert "runbooks" not in row.sources_searched
 
 
-async def test_slack_user_groups_count_as_groups(slack) -> None:
+@pytest.fixture
+def bound_finance(workspace) -> None:  # type: ignore[no-untyped-def]
+    """The config binds the Slack user group S1 to its finance group (before the app starts)."""
+    workspace.config.write_text(workspace.config.read_text() + "slack_groups: {finance: [S1]}\n")
+
+
+async def test_slack_user_groups_count_as_the_groups_the_config_binds(
+    bound_finance: None, slack
+) -> None:
     q = "Who approves expenses above 1,000 EUR, directors or the CFO?"
     await slack.event(dm("UMAYA", q, "400.1"))
     await slack.settle()

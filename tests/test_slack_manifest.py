@@ -42,6 +42,7 @@ EVENT_SCOPES = {
     "subteam_members_changed": "usergroups:read",
     "member_joined_channel": "channels:read",
     "member_left_channel": "channels:read",
+    "team_join": "users:read",
 }
 EXTRA = {"commands", "users:read.email", "groups:read"}  # /concierge; emails; private channels
 

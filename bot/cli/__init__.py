@@ -100,12 +100,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _configure_logging(level: str, *, serve: bool = False) -> None:
+# Libraries whose DEBUG records carry whole request and response bodies: answers (confidential
+# ones too) for slack_sdk / slack_bolt, prompts with their passages for the model clients.
+BODY_LOGGERS = ("slack_sdk", "slack_bolt", "openai", "anthropic", "httpx", "httpcore")
+
+
+def _configure_logging(level: str) -> None:
+    """LOG_LEVEL for our own loggers; the libraries that log bodies never below INFO, so that
+    no LOG_LEVEL puts answer or prompt text in the logs (they are not redacted there)."""
+    numeric = getattr(logging, level.upper(), logging.WARNING)
+    if not isinstance(numeric, int):
+        numeric = logging.WARNING
     logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.WARNING),
+        level=numeric,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for name in BODY_LOGGERS:
+        logging.getLogger(name).setLevel(max(numeric, logging.INFO))
 
 
 def run(argv: Sequence[str] | None = None) -> int:
@@ -159,6 +171,11 @@ def run(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # stdout's reader left during a write outside bot.cli.output
+        from bot.cli.output import stdout_closed
+
+        stdout_closed()
+        return 141  # as a shell reports a command stopped by SIGPIPE
 
 
 def main(argv: Sequence[str] | None = None) -> None:

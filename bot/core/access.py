@@ -55,8 +55,11 @@ class AccessPolicy:
         """``everyone``, ``user:EMAIL``, groups, roles and explicitly granted sources.
 
         Guests (restricted accounts, external users) do not inherit access from groups or
-        group-based roles: they read public sources plus what names them directly.
+        group-based roles: they read public sources plus what names them directly. An email
+        the directory does not vouch for names nobody: public sources only.
         """
+        if not asker.email_verified:
+            return frozenset({"everyone"})
         own = {"everyone", f"user:{asker.email}"}
         if not asker.guest:
             own |= {f"group:{g}" for g in asker.groups}

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from bot.config import EMAIL_RE, WorkspaceConfig, normalise_reader
 from bot.core.access import source_token
+from bot.core.types import Asker
 from bot.errors import UsageError
 from bot.store import repo
 from bot.store.db import Store
@@ -27,6 +28,38 @@ MAX_DURATION = timedelta(days=366)
 
 class NotAllowed(UsageError):
     """A non-admin tried an admin operation (the attempt is audited)."""
+
+
+NOT_A_MEMBER = (
+    "Only full members of this workspace can do that: admin, owner, approver and reviewer "
+    "powers are never given to guest or external accounts, whatever email they show."
+)
+
+
+def require_full_member(
+    store: Store, asker: Asker, operation: str, target: str | None = None
+) -> str:
+    """The asker's email, when they may use admin, owner, approver or reviewer powers.
+
+    Those powers are granted by email, and an email alone proves nothing: a guest or an
+    external (Slack Connect) account can show anyone's. So the account must be a full member
+    of our own team (``Asker.is_full_member``). Anyone else is refused, and the refusal is
+    audited under the account's own id (not the email it claims).
+    """
+    if asker.is_full_member:
+        return asker.email
+    why = asker.not_a_member_because or "not a full member"
+    with store.session() as s:
+        repo.audit(
+            s,
+            actor=f"slack:{asker.ref}" if asker.ref else asker.email,
+            action="refused",
+            target=target,
+            subject=operation,
+            reason=f"not a full member of the team: {why}, showing {asker.email}",
+            details={"claimed_email": asker.email, "account": asker.ref},
+        )
+    raise NotAllowed(NOT_A_MEMBER)
 
 
 def parse_duration(text: str) -> timedelta:

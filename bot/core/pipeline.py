@@ -315,7 +315,10 @@ class Pipeline:
         held: set[str] = set()
         if self.deps.reviews is not None:
             held = self.deps.reviews.needs_review(
-                {p.source for p in found.passages}, asker.email, question.audience.is_private
+                {p.source for p in found.passages},
+                # Only a full member can be the reviewer who skips reviewing themselves.
+                asker.email if asker.is_full_member else "",
+                question.audience.is_private,
             )
         buffered: list[str] | None = [] if held else None
 

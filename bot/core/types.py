@@ -29,7 +29,31 @@ class Asker:
     guest: bool = False
     name: str | None = None
     ref: str | None = None  # the front end's own id (a Slack user id), if any
-    workspace_admin: bool = False  # a Slack workspace admin or owner (not a guest)
+    workspace_admin: bool = False  # a Slack workspace admin or owner (a full member)
+    # An account of another team or organisation (Slack Connect), or one that cannot be
+    # placed because our own team is not known yet: always a guest too.
+    external: bool = False
+    # The directory vouches for the email (Slack: confirmed, and the account can be placed).
+    # An unvouched email names nobody: it gets no access that names an email.
+    email_verified: bool = True
+
+    @property
+    def is_full_member(self) -> bool:
+        """A full member of our own team: the only kind of account that may hold admin,
+        owner, approver or reviewer powers (which are granted by email, so the email must
+        be the directory's, on an account of our own team that is not a guest)."""
+        return not self.guest and not self.external and self.email_verified
+
+    @property
+    def not_a_member_because(self) -> str | None:
+        """Why this account is not a full member (for refusals and the audit log)."""
+        if self.external:
+            return "an external account (another team or organisation, or not placed yet)"
+        if self.guest:
+            return "a guest account"
+        if not self.email_verified:
+            return "an account whose email is not confirmed"
+        return None
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,11 @@
 """``/concierge access …``: the same operations and WHO / WHAT rules as ``app.py access``.
 
 WHO may be a Slack mention (``<@U…>``, ``<!subteam^S…|@handle>``, ``<#C…|name>``, as Slack
-sends them with escaping on), an email, ``group:NAME`` or ``channel:NAME``. WHAT is a source
-name or ``role:NAME``. The actor is the Slack user, who must be an admin for grant and
-revoke; a refused attempt is audited. Replies are ephemeral text; database work runs in a
-thread.
+sends them with escaping on), an email, ``group:NAME`` or ``channel:NAME``. A user group
+stands for the config group that ``slack_groups`` binds it to, and is refused when unbound.
+WHAT is a source name or ``role:NAME``. The actor is the Slack user, who must be a full
+member of our team and an admin; a refused attempt is audited. Replies are ephemeral text;
+database work runs in a thread.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import re
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
+from bot.config import WorkspaceConfig
 from bot.core.admin import AccessAdmin, format_time, parse_duration
 from bot.errors import UsageError
 from bot.slack.text import escape
@@ -29,6 +31,8 @@ USAGE = (
 )
 
 Resolve = Callable[[str], Awaitable[str]]  # a Slack user id -> email
+# (a Slack user id, the operation) -> the email of a full member of our team, or NotAllowed
+Member = Callable[[str, str], Awaitable[str]]
 
 
 def split_options(words: list[str]) -> tuple[list[str], str | None, str | None]:
@@ -45,15 +49,34 @@ def split_options(words: list[str]) -> tuple[list[str], str | None, str | None]:
     return words, duration, reason
 
 
+def bound_group(config: WorkspaceConfig, usergroup_id: str, handle: str | None) -> str:
+    """``group:NAME`` for a Slack user group the config binds to exactly one group."""
+    shown = "@" + handle.lstrip("@") if handle else usergroup_id
+    bound = sorted(config.groups_bound_to(usergroup_id, handle))
+    if not bound:
+        raise UsageError(
+            f"The Slack user group {escape(shown)} is not bound to a Concierge group, so it "
+            "gives no access. Bind it under slack_groups in the config file, or grant "
+            "group:NAME."
+        )
+    if len(bound) > 1:
+        raise UsageError(
+            f"The Slack user group {escape(shown)} is bound to several groups "
+            f"({', '.join(bound)}); grant one of them as group:NAME."
+        )
+    return f"group:{bound[0]}"
+
+
 async def parse_who(
-    token: str, resolve: Resolve, channel_name: Callable[[str], Awaitable[str]]
+    token: str,
+    resolve: Resolve,
+    channel_name: Callable[[str], Awaitable[str]],
+    config: WorkspaceConfig,
 ) -> str:
     if m := USER_RE.match(token):
         return await resolve(m.group(1))
     if m := GROUP_RE.match(token):
-        if not m.group(2):
-            raise UsageError("I couldn't read that user group's handle; use group:NAME instead.")
-        return "group:" + m.group(2).lstrip("@").lower()
+        return bound_group(config, m.group(1), m.group(2))
     if m := CHANNEL_RE.match(token):
         return "channel:" + (m.group(2) or await channel_name(m.group(1))).lower()
     return token
@@ -65,6 +88,7 @@ async def run_access(
     actor_id: str,
     admin: AccessAdmin,
     resolve: Resolve,
+    member: Member,
     channel_name: Callable[[str], Awaitable[str]],
 ) -> str:
     """Carry out one ``access`` subcommand; returns the reply (or raises UsageError)."""
@@ -74,15 +98,15 @@ async def run_access(
     op, args = words[0].lower(), words[1:]
     if op not in ("grant", "revoke", "list", "who-can", "audit"):
         raise UsageError(f"I don't know `access {escape(op[:30])}`. {USAGE}")
-    actor = await resolve(actor_id)
-    # Every access operation is for admins: even who-can would tell others which restricted
-    # sources exist. A refused attempt is audited.
+    # Every access operation is for admins (full members of our team): even who-can would
+    # tell others which restricted sources exist. A refused attempt is audited.
+    actor = await member(actor_id, f"use access {op}")
     await asyncio.to_thread(admin.require_admin, actor, f"use access {op}", None)
     if op in ("grant", "revoke"):
         positional, duration, reason = split_options(args)
         if len(positional) != 2:
             raise UsageError(USAGE)
-        who = await parse_who(positional[0], resolve, channel_name)
+        who = await parse_who(positional[0], resolve, channel_name, admin.config)
         what = positional[1]
         if op == "revoke" and duration:
             raise UsageError("`revoke` takes no duration.")
@@ -97,7 +121,7 @@ async def run_access(
 
         return await asyncio.to_thread(change)
     if op == "list":
-        target = await parse_who(args[0], resolve, channel_name) if args else None
+        target = await parse_who(args[0], resolve, channel_name, admin.config) if args else None
         rows = await asyncio.to_thread(admin.list_grants, target)
         if not rows:
             return "No active grants" + (f" for {escape(args[0])}." if args else ".")

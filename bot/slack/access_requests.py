@@ -13,6 +13,7 @@ from bot.core.types import Audience
 from bot.errors import UsageError
 from bot.slack import ids
 from bot.slack.access_command import split_options
+from bot.slack.actors import member_or_tell
 from bot.slack.deps import SlackDeps
 from bot.slack.notify import dm
 from bot.slack.text import escape
@@ -85,7 +86,9 @@ async def request_access(deps: SlackDeps, *, user_id: str, text: str) -> str:
 async def decide(
     deps: SlackDeps, body: dict[str, Any], action: dict[str, Any], approve: bool
 ) -> None:
-    actor = (await deps.identity.resolve(body["user"]["id"])).email
+    actor = await member_or_tell(deps, body, "decide an access request")
+    if actor is None:
+        return
     requests = Requests(AccessAdmin(deps.runtime.store, deps.runtime.config))
     channel = (body.get("container") or {}).get("channel_id") or (body.get("channel") or {}).get(
         "id"

@@ -16,6 +16,7 @@ from bot.core.versions import RedisVersion
 from bot.errors import ConfigError
 from bot.runtime import Runtime, make_redis
 from bot.settings import Settings
+from bot.slack.channels import ChannelGuests
 from bot.slack.dedupe import Deduper, RedisDeduper, StoreDeduper
 from bot.slack.deps import SlackDeps
 from bot.slack.identity import SlackIdentityResolver
@@ -97,15 +98,12 @@ def build_app(deps: SlackDeps, *, socket_mode: bool = False) -> AsyncApp:
 
 def build_deps(settings: Settings, runtime: Runtime, client: AsyncWebClient) -> SlackDeps:
     redis = make_redis(settings)
-    identity = SlackIdentityResolver(
-        client,
-        runtime.config,
-        version=(
-            RedisVersion(redis, f"{settings.redis_prefix}identity:version")
-            if redis is not None
-            else None
-        ),
-    )
+
+    def shared(name: str) -> RedisVersion | None:
+        """A change counter every instance sees (in-process without Redis)."""
+        return RedisVersion(redis, f"{settings.redis_prefix}{name}") if redis is not None else None
+
+    identity = SlackIdentityResolver(client, runtime.config, version=shared("identity:version"))
     offline = frozenset(
         name
         for name in runtime.config.chain
@@ -120,6 +118,7 @@ def build_deps(settings: Settings, runtime: Runtime, client: AsyncWebClient) -> 
         stream_client=make_client(settings, retry_rate_limits=False),
         deduper=make_deduper(settings, runtime),
         offline_models=offline,
+        channel_guests=ChannelGuests(shared("channels:version")),
     )
 
     async def tell(email: str, text: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from bot.slack.deps import SlackDeps
+from bot.slack.notify import member_user_id
 from bot.slack.report import deliver_report
 from bot.slack.review import post_review
 from bot.store.models import Review
@@ -17,9 +18,11 @@ class SlackDelivery:
         self.deps = deps
 
     async def report_to(self, email: str, days: int) -> bool:
+        user_id = await member_user_id(self.deps, email)
+        if user_id is None:
+            return False
         try:
-            user = await self.deps.client.users_lookupByEmail(email=email)
-            await deliver_report(self.deps, user_id=user["user"]["id"], days=days)
+            await deliver_report(self.deps, user_id=user_id, days=days)
             return True
         except Exception as exc:
             log.warning("could not send the report to %s (%s)", email, exc.__class__.__name__)

@@ -7,11 +7,11 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from cachetools import TTLCache
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
 from bot.settings import Settings
+from bot.slack.channels import ChannelGuests
 from bot.slack.dedupe import Deduper
 from bot.slack.identity import SlackIdentityResolver
 from bot.slack.pacing import Pacer
@@ -29,10 +29,9 @@ class SlackDeps:
     stream_client: AsyncWebClient | None = None  # without automatic 429 retries
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     channel_names: dict[str, tuple[str, bool]] = field(default_factory=dict)
-    # Whether a channel has guest or external readers; refreshed on member joins and leaves.
-    channel_guests: TTLCache[str, bool] = field(
-        default_factory=lambda: TTLCache(maxsize=10_000, ttl=300)
-    )
+    # Whether a channel has guest or external readers; refreshed in every instance on
+    # member joins and leaves.
+    channel_guests: ChannelGuests = field(default_factory=ChannelGuests)
 
     @property
     def streaming_client(self) -> AsyncWebClient:

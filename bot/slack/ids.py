@@ -19,6 +19,7 @@ BOT_EVENTS = (
     "subteam_members_changed",
     "member_joined_channel",
     "member_left_channel",
+    "team_join",
 )
 ACCESS_APPROVE = "concierge_access_approve"  # buttons on an access request sent to its owner
 ACCESS_DENY = "concierge_access_deny"

@@ -27,11 +27,14 @@ async def audience_for(deps: SlackDeps, channel: str, channel_type: str | None) 
 
 
 async def has_guests(deps: SlackDeps, channel: str) -> bool:
-    """Whether a guest or an external person reads the channel (cached; refreshed when
-    someone joins or leaves). When it cannot be told, the answer is yes (fail closed)."""
-    cached = deps.channel_guests.get(channel)
+    """Whether a guest or an external person reads the channel (cached; refreshed in every
+    instance when someone joins or leaves). When it cannot be told, the answer is yes (fail
+    closed): also while our own team is unknown, when everyone counts as external."""
+    cached = await deps.channel_guests.get(channel)
     if cached is not None:
         return cached
+    if await deps.identity.team() is None:
+        return True
     try:
         info = (await deps.client.conversations_info(channel=channel)).get("channel") or {}
         found = bool(info.get("is_ext_shared") or info.get("is_shared"))
@@ -55,7 +58,7 @@ async def has_guests(deps: SlackDeps, channel: str) -> bool:
             exc.__class__.__name__,
         )
         found = True
-    deps.channel_guests[channel] = found
+    deps.channel_guests.put(channel, found)
     return found
 
 

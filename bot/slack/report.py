@@ -12,6 +12,7 @@ from slack_sdk.models.blocks import ContextBlock, HeaderBlock, MarkdownTextObjec
 from bot.errors import UsageError
 from bot.reports import metrics, render
 from bot.reports.metrics import Report
+from bot.slack.actors import member_email
 from bot.slack.deps import SlackDeps
 from bot.slack.text import escape
 
@@ -80,7 +81,7 @@ def summary_blocks(report: Report, days: int) -> list[dict[str, Any]]:
 async def send_report(deps: SlackDeps, *, user_id: str, text: str) -> str:
     """Build the report and DM it to an owner; returns the ephemeral reply."""
     days = parse_period(text)
-    email = (await deps.identity.resolve(user_id)).email
+    email = await member_email(deps, user_id, "run the report")
     if email not in deps.runtime.config.owners:
         raise UsageError("Only the bot's owners can run reports.")
 

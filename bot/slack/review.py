@@ -25,6 +25,7 @@ from slack_sdk.models.views import View
 from bot.core.review import MAX_TEXT
 from bot.errors import UsageError
 from bot.slack import ids
+from bot.slack.actors import member_or_tell
 from bot.slack.deps import SlackDeps
 from bot.slack.notify import dm
 from bot.slack.report import thread_link
@@ -201,7 +202,9 @@ async def open_modal(deps: SlackDeps, body: dict[str, Any], action: dict[str, An
     """Edit / Reject / Write a verified answer: the reviewer's text comes from a modal."""
     review = await asyncio.to_thread(_load, deps, int(action["value"]))
     user_id = body["user"]["id"]
-    actor = (await deps.identity.resolve(user_id)).email
+    actor = await member_or_tell(deps, body, "review.open", target=review.asker)
+    if actor is None:
+        return
     desk = deps.runtime.reviews
     # Reject's modal asks only for a reason; Edit and Verify show the text.
     verb = "open_reject" if action["action_id"] == ids.REVIEW_REJECT else "open"
@@ -233,7 +236,9 @@ async def decide(
 ) -> None:
     """Record the decision, tell the asker, and mark the reviewers' messages as decided."""
     user_id = body["user"]["id"]
-    actor = (await deps.identity.resolve(user_id)).email
+    actor = await member_or_tell(deps, body, f"review.{action}")
+    if actor is None:
+        return
     desk = deps.runtime.reviews
     try:
         if action == "verify":

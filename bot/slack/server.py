@@ -27,10 +27,49 @@ log = logging.getLogger("concierge.slack.server")
 MAX_BODY = 1_000_000
 
 
+ASSISTANT_EVENTS = ("assistant_thread_started", "assistant_thread_context_changed")
+
+
+def malformed(body: Any) -> bool:
+    """A body whose shape Bolt itself cannot take (its own middleware would raise, and answer
+    500 with a traceback in the log): an event_callback whose event or authorizations are
+    not objects, or an assistant event without its thread. Refused before any work, so
+    whether it is signed does not matter."""
+    if not isinstance(body, dict):
+        return True
+    if body.get("type") != "event_callback":
+        return False
+    event = body.get("event")
+    if not isinstance(event, dict):
+        return True
+    auths = body.get("authorizations")
+    if auths is not None and not (
+        isinstance(auths, list) and all(isinstance(a, dict) for a in auths)
+    ):
+        return True
+    if "assistant_thread" in event and not isinstance(event["assistant_thread"], dict):
+        return True
+    if event.get("type") in ASSISTANT_EVENTS:
+        thread = event.get("assistant_thread")
+        placed = isinstance(thread, dict) and thread.get("channel_id") and thread.get("thread_ts")
+        return not (placed or (event.get("channel") and event.get("thread_ts")))
+    return False
+
+
 def http_app(bolt: AsyncApp, deps: SlackDeps) -> web.Application:
     async def events(request: web.Request) -> web.Response:
+        refused = web.json_response({"ok": False, "error": "malformed body"}, status=400)
         try:
+            # Reading the body runs Bolt's field extraction, which raises on shapes Slack
+            # never sends: that is bad input (nothing has run yet), not an error of ours.
             bolt_request = await to_bolt_request(request)
+        except Exception as exc:
+            log.info("refused a request to /slack/events Bolt cannot read (%s)", type(exc).__name__)
+            return refused
+        if malformed(bolt_request.body):
+            log.info("refused a malformed request to /slack/events")
+            return refused
+        try:
             response = await bolt.async_dispatch(bolt_request)
         except Exception:
             log.exception("could not handle a request to /slack/events")
@@ -74,11 +113,9 @@ async def prepare(settings: Settings) -> tuple[Runtime, SlackDeps]:
     runtime = await build_runtime(settings)
     client = make_client(settings)
     deps = build_deps(settings, runtime, client)
-    try:
-        auth = await client.auth_test()
-        deps.identity.team_id = auth.get("team_id")
-    except Exception as exc:  # Slack down at start: external users are still caught by is_stranger
-        log.warning("auth.test failed at start (%s)", exc.__class__.__name__)
+    # Our own team decides who is a member. If auth.test fails now, nobody is one (fail
+    # closed) until a later request asks again and it succeeds (identity.team()).
+    await deps.identity.team()
     runtime.pipeline.deps.identity = deps.identity
     return runtime, deps
 

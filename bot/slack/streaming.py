@@ -21,7 +21,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.core.types import ExchangeResult
 from bot.slack.blocks import MARKDOWN_LIMIT, answer_blocks
 from bot.slack.pacing import Pacer
-from bot.slack.text import escape, split_text
+from bot.slack.text import defang_links, escape, split_text
 
 log = logging.getLogger("concierge.slack.stream")
 
@@ -69,7 +69,9 @@ class SlackStreamer:
         self.native = native and target.thread_ts is not None
         self.limit = min(message_limit, MARKDOWN_LIMIT)
         self.offline_models = offline_models
-        self.text = ""  # everything the pipeline wrote, unescaped
+        # Everything the pipeline wrote, unescaped, with Markdown links defanged as it came
+        # (defang_links: the same whatever the chunking, so every update is safe too).
+        self.text = ""
         self.sent = 0  # characters of the current message confirmed by Slack
         self.base = 0  # where the current message starts in self.text
         self.ts: str | None = None  # the current message
@@ -85,7 +87,7 @@ class SlackStreamer:
         self.statuses.append(text)
 
     async def write(self, text: str) -> None:
-        self.text += text
+        self.text += defang_links(text, self.text[-1:])
         if self._task is None:
             self._task = asyncio.create_task(self._run())
         self._wake.set()
@@ -250,7 +252,7 @@ class SlackStreamer:
     async def _finish(self, result: ExchangeResult) -> None:
         """The last write: the whole remaining text with sources, footer and feedback."""
         if not self.text and result.answer:
-            self.text = result.answer
+            self.text = defang_links(result.answer)
         if self.ts is not None:
             await self.pacer.bucket(self.target.team, self._family()).acquire(urgent=True)
         await self._flush(final=True)

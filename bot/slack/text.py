@@ -19,9 +19,49 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+# Markdown (the markdown blocks and streams answers are shown in) makes a link of
+# ``[label](url)``, ``![alt](url)`` and ``[label][ref]`` with a ``[ref]: url`` definition: the
+# reader sees the label, never the URL. A space after the ``]`` of each such construct leaves
+# plain text that shows both: ``[IT portal] (https://evil.example)``. The change depends only
+# on the character before, so it can be applied to streamed chunks one by one and gives the
+# same text as applied to the whole (a link split across chunks is caught too).
+LINK_JOINS = {"(": " (", "[": " [", ":": " :"}
+
+
+def defang_links(text: str, before: str = "") -> str:
+    """``text`` with no Markdown link whose label hides its destination. ``before`` is the
+    text that came before it (its last character matters), for streamed chunks. Slack's own
+    ``<url|label>`` is turned into plain text by ``escape``, applied after this."""
+    if not text:
+        return text
+    out = []
+    prev = before[-1:] if before else ""
+    for ch in text:
+        if prev == "]" and ch in LINK_JOINS:
+            out.append(LINK_JOINS[ch])
+        else:
+            out.append(ch)
+        prev = ch
+    return "".join(out)
+
+
+def safe_text(text: str) -> str:
+    """Document or model text as Slack markdown: no live links in disguise, no mentions."""
+    return escape(defang_links(text))
+
+
+URLISH_RE = re.compile(
+    r"(?i)([a-z][a-z0-9+.-]*:/{0,2}\S|www\.|\b[a-z0-9-]+(\.[a-z0-9-]+)*\.[a-z]{2,}\b)"
+)
+
+
 def link(url: str, label: str) -> str:
-    """A link we build ourselves, with an escaped label and a URL that cannot break out."""
+    """A link we build ourselves, with an escaped label and a URL that cannot break out.
+    A label that looks like an address (another URL, a domain) would hide the real one: the
+    real URL is then shown after it, as a link of its own."""
     safe_url = url.replace("<", "%3C").replace(">", "%3E").replace("|", "%7C").replace(" ", "%20")
+    if URLISH_RE.search(label):
+        return f"{escape(label)} (<{safe_url}>)"
     return f"<{safe_url}|{escape(label).replace('|', '¦')}>"
 
 

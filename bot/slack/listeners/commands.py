@@ -13,10 +13,12 @@ from bot.errors import UsageError
 from bot.slack import ids
 from bot.slack.access_command import run_access
 from bot.slack.access_requests import request_access
+from bot.slack.actors import member_email
 from bot.slack.blocks import HELP
 from bot.slack.deps import SlackDeps
 from bot.slack.questions import answer_message, channel_name
 from bot.slack.report import send_report
+from bot.slack.text import escape, question_text
 
 log = logging.getLogger("concierge.slack.commands")
 SUBCOMMANDS = {"help", "ask", "access", "report"}
@@ -46,10 +48,12 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             await ack()
             deps.spawn(report(deps, command, rest))
             return
-        question = rest if verb == "ask" else text
+        # As in messages: mentions made readable, Slack's escaping undone (re-escaped below
+        # wherever the question is shown).
+        question = question_text(rest if verb == "ask" else text, None)
         if verb not in SUBCOMMANDS and len(text.split()) == 1 and not text.endswith("?"):
             await ack(
-                text=f"I don't know the command `{word[:40]}`. Ask a question with "
+                text=f"I don't know the command `{escape(word[:40])}`. Ask a question with "
                 f"`{ids.COMMAND} ask …`, or see `{ids.COMMAND} help`."
             )
             return
@@ -60,7 +64,7 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         opened = await deps.client.conversations_open(users=command["user_id"])
         dm = opened["channel"]["id"]
         posted = await deps.client.chat_postMessage(
-            channel=dm, text=f"You asked: “{question[:300]}”", unfurl_links=False
+            channel=dm, text=f"You asked: “{escape(question[:300])}”", unfurl_links=False
         )
         deps.spawn(
             answer_message(
@@ -105,6 +109,7 @@ async def access(deps: SlackDeps, command: dict[str, Any], text: str) -> None:
                 actor_id=command["user_id"],
                 admin=admin,
                 resolve=resolve,
+                member=lambda uid, op: member_email(deps, uid, op),
                 channel_name=lambda cid: channel_name(deps, cid),
             )
     except UsageError as exc:

@@ -38,12 +38,16 @@ IGNORED_SUBTYPES = {
 
 
 def is_question(event: dict[str, Any], bot_user_id: str | None) -> bool:
-    if event.get("subtype") in IGNORED_SUBTYPES or event.get("subtype"):
+    # Any subtype (those above and the ones Slack adds later) is not a new question.
+    if event.get("subtype"):
         return False
     if event.get("bot_id") or (event.get("app_id") and not event.get("user")):
         return False
+    # Fields of a shape Slack never sends make no question either (rather than a crash).
+    if not all(isinstance(event.get(k) or "", str) for k in ("channel", "ts", "text", "thread_ts")):
+        return False
     user = event.get("user")
-    return bool(user) and user != bot_user_id
+    return isinstance(user, str) and bool(user) and user != bot_user_id
 
 
 def register(app: AsyncApp, deps: SlackDeps) -> None:
@@ -114,16 +118,48 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
 
     @app.event("user_change")
     async def on_user_change(event: dict[str, Any]) -> None:
-        await deps.identity.invalidate((event.get("user") or {}).get("id"))
+        await deps.identity.invalidate(_user_id(event))
+
+    @app.event("team_join")
+    async def on_team_join(event: dict[str, Any]) -> None:
+        # A new person, perhaps a guest: the list of guests is stale in every instance, and
+        # so is every channel's "no guests here" answer.
+        await deps.identity.invalidate(_user_id(event))
+        await deps.channel_guests.forget_all()
 
     @app.event("member_joined_channel")
     async def on_member_joined(event: dict[str, Any]) -> None:
-        deps.channel_guests.pop(str(event.get("channel") or ""), None)
+        channel = str(event.get("channel") or "")
+        deps.channel_guests.drop(channel)  # at once, before anything is awaited
+        guest = await _is_guest(deps, str(event.get("user") or ""))
+        await deps.channel_guests.changed(channel, guest_joined=guest)
 
     @app.event("member_left_channel")
     async def on_member_left(event: dict[str, Any]) -> None:
-        deps.channel_guests.pop(str(event.get("channel") or ""), None)
+        await deps.channel_guests.changed(str(event.get("channel") or ""))
 
     @app.event("subteam_members_changed")
     async def on_subteam_change(event: dict[str, Any]) -> None:
         await deps.identity.invalidate()
+
+
+def _user_id(event: dict[str, Any]) -> str | None:
+    """The user id of user_change / team_join (an object), tolerating a bare id."""
+    user = event.get("user")
+    if isinstance(user, dict):
+        return str(user.get("id") or "") or None
+    return str(user) if isinstance(user, str) and user else None
+
+
+async def _is_guest(deps: SlackDeps, user_id: str) -> bool:
+    """Whether the account that joined a channel is known to be a guest or external. When it
+    cannot be told here (a bot without an email, Slack unreachable), the channel's cached
+    answer is dropped anyway and the next question asks Slack for its members again."""
+    if not user_id:
+        return False
+    try:
+        asker = await deps.identity.resolve(user_id)
+    except Exception as exc:
+        log.info("cannot tell who joined a channel (%s)", exc.__class__.__name__)
+        return False
+    return asker.guest or asker.external
