@@ -11,12 +11,14 @@ no account can be placed, so everyone is an external guest with public sources o
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from cachetools import TTLCache
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import WorkspaceConfig
@@ -238,6 +240,11 @@ class SlackIdentityResolver:
                 "you may read. Ask an admin to check the app's users:read.email scope."
             )
         spot = place(user, team, self.enterprise_id)
+        if spot.external and spot.email_verified and await self._email_is_a_members(email, ref):
+            # Another organisation's account showing one of our members' emails: the email
+            # is not theirs to use here, so it names nobody (public sources only).
+            log.warning("external account %s shows the email of a member of our team", ref)
+            spot = dataclasses.replace(spot, email_verified=False)
         person = self._people.get(email)
         groups = (await self._group_map()).get(ref, frozenset())
         if person is not None:
@@ -254,6 +261,17 @@ class SlackIdentityResolver:
             external=spot.external,
             email_verified=spot.email_verified,
         )
+
+    async def _email_is_a_members(self, email: str, ref: str) -> bool:
+        """Whether a full member of our team (another account than ``ref``) has ``email``.
+        When Slack cannot say, the answer is yes (fail closed)."""
+        try:
+            found = (await self.client.users_lookupByEmail(email=email)).get("user") or {}
+        except SlackApiError as exc:
+            return (exc.response.data or {}).get("error") != "users_not_found"
+        except Exception:
+            return True
+        return str(found.get("id")) != ref and await self.member_id(found) is not None
 
     async def member_id(self, user: dict[str, Any]) -> str | None:
         """The id of a Slack user object (from users.lookupByEmail) when it is a full member

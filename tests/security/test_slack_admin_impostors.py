@@ -189,4 +189,27 @@ async def test_an_account_showing_the_owners_email_does_not_skip_the_owners_revi
     )
     with slack.deps.runtime.store.session() as s:
         (exchange,) = s.scalars(select(Exchange)).all()
-    assert exchange.outcome == "pending_review"
+    # Held for the real owner's review, or (since the email is one of our members', not
+    # theirs) not even readable: never answered from the owner's source.
+    assert exchange.outcome in ("pending_review", "no_answer")
+    assert exchange.outcome == "pending_review" or not exchange.sources
+
+
+async def test_an_external_account_showing_a_members_email_gets_none_of_their_grants(
+    slack: SlackDriver,
+) -> None:
+    """Slack Connect: another organisation's account shows eve's email. eve's own grant of
+    the runbooks must not become theirs (guests read what names them directly, and this
+    email is one of our members', not theirs)."""
+    from bot.core.admin import AccessAdmin
+
+    runtime = slack.deps.runtime
+    admin = AccessAdmin(runtime.store, runtime.config)
+    admin.grant(actor="cli", who="eve@canary.test", what="runbooks", reason="test")
+    question = "What is the deploy freeze codeword for deploying a service?"
+    await slack.event(dm("UEXT", question, "990.1"))
+    await slack.settle()
+    assert "CANARY-RUNBOOK-7F3" not in slack.api.everything_posted()
+    await slack.event(dm("UEVE", question, "990.2"))
+    await slack.settle()
+    assert "CANARY-RUNBOOK-7F3" in slack.api.everything_posted()  # eve herself still may
