@@ -146,3 +146,23 @@ def mention(
     if thread_ts:
         event["thread_ts"] = thread_ts
     return event
+
+
+def button_click(user: str, action_id: str, value: str, channel: str, ts: str) -> dict[str, Any]:
+    """A signed-payload body for a click on one of our buttons (``value``) in a message."""
+    return {
+        "type": "block_actions",
+        "user": {"id": user},
+        "team": {"id": "T1"},
+        "trigger_id": f"trig-{user}",
+        "container": {"type": "message", "channel_id": channel, "message_ts": ts},
+        "channel": {"id": channel},
+        "actions": [
+            {
+                "action_id": action_id,
+                "block_id": f"review_{value}",
+                "type": "button",
+                "value": value,
+            }
+        ],
+    }

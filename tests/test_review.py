@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from bot.jobs.scheduler import JobHost, Scheduler
 from bot.store.models import AuditEvent, Exchange, Review, VerifiedAnswer, utcnow
-from tests.slack_helpers import SlackDriver, dm
+from tests.slack_helpers import SlackDriver, button_click, dm
 
 HR_QUESTION = "What is the L3 salary band in Lisbon?"
 CANARY = "CANARY-HR-BANDS"
@@ -42,25 +42,6 @@ def rows(slack: SlackDriver, model: Any) -> list[Any]:
         return list(
             s.scalars(select(model).order_by(model.created_at if model is Exchange else model.id))
         )
-
-
-def click(user: str, action_id: str, value: str, channel: str, ts: str) -> dict[str, Any]:
-    return {
-        "type": "block_actions",
-        "user": {"id": user},
-        "team": {"id": "T1"},
-        "trigger_id": f"trig-{user}",
-        "container": {"type": "message", "channel_id": channel, "message_ts": ts},
-        "channel": {"id": channel},
-        "actions": [
-            {
-                "action_id": action_id,
-                "block_id": f"review_{value}",
-                "type": "button",
-                "value": value,
-            }
-        ],
-    }
 
 
 def submit(user: str, callback_id: str, review_id: int, text: str | None) -> dict[str, Any]:
@@ -111,16 +92,22 @@ async def test_a_draft_is_held_then_approved_and_delivered(desk: str, slack: Sla
     ]
     assert CANARY in str(posted[0]["blocks"])  # the reviewer sees the draft
     # Someone who is not a reviewer cannot approve it; the attempt is audited.
-    await slack.interaction(click("UMAYA", "concierge_review_approve", str(review.id), channel, ts))
+    await slack.interaction(
+        button_click("UMAYA", "concierge_review_approve", str(review.id), channel, ts)
+    )
     await slack.settle()
     assert rows(slack, Review)[0].status == "pending" and CANARY not in asker_sees(slack)
-    await slack.interaction(click("UMAYA", "concierge_review_edit", str(review.id), channel, ts))
+    await slack.interaction(
+        button_click("UMAYA", "concierge_review_edit", str(review.id), channel, ts)
+    )
     await slack.settle()
     assert slack.api.called("views.open") == []  # no draft shown to a non-reviewer either
     refusal = [p for m, p in slack.api.calls if m == "chat.postEphemeral" and p["user"] == "UMAYA"]
     assert "Only the reviewers" in refusal[-1]["text"]
     # hana approves: eve gets the answer in her thread, labelled.
-    await slack.interaction(click("UHANA", "concierge_review_approve", str(review.id), channel, ts))
+    await slack.interaction(
+        button_click("UHANA", "concierge_review_approve", str(review.id), channel, ts)
+    )
     await slack.settle()
     (done,) = rows(slack, Review)
     assert (done.status, done.decided_by) == ("approved", "hana@canary.test")
@@ -130,7 +117,9 @@ async def test_a_draft_is_held_then_approved_and_delivered(desk: str, slack: Sla
     assert rows(slack, Exchange)[0].outcome == "answered"
     assert "approved by hana" in slack.api.messages[ts].text  # the review message is closed
     # A second click changes nothing and says so.
-    await slack.interaction(click("UHANA", "concierge_review_approve", str(review.id), channel, ts))
+    await slack.interaction(
+        button_click("UHANA", "concierge_review_approve", str(review.id), channel, ts)
+    )
     await slack.settle()
     assert len([m for m in slack.api.in_channel("DEVE") if CANARY in m.full_text()]) == 1
     actions = [a.action for a in rows(slack, AuditEvent)]
@@ -145,7 +134,9 @@ async def test_a_draft_edited_by_its_reviewer_reaches_the_asker_edited(
     slack.api.add_user("UOLU", "olu@canary.test")
     review, channel, ts = await held(slack)
     assert channel == "DHANA"  # no review channel: the owner's DMs
-    await slack.interaction(click("UHANA", "concierge_review_edit", str(review.id), channel, ts))
+    await slack.interaction(
+        button_click("UHANA", "concierge_review_edit", str(review.id), channel, ts)
+    )
     await slack.settle()
     (opened,) = slack.api.called("views.open")
     view = opened["view"]
@@ -169,7 +160,9 @@ async def test_a_rejected_draft_gives_the_asker_the_reason_only(
 ) -> None:
     slack.api.add_user("UOLU", "olu@canary.test")
     review, channel, ts = await held(slack)
-    await slack.interaction(click("UHANA", "concierge_review_reject", str(review.id), channel, ts))
+    await slack.interaction(
+        button_click("UHANA", "concierge_review_reject", str(review.id), channel, ts)
+    )
     await slack.settle()
     assert (
         slack.api.called("views.open")[0]["view"]["callback_id"] == "concierge_review_reject_modal"
@@ -247,7 +240,7 @@ async def test_a_thumbs_down_becomes_a_verified_answer_until_the_document_change
         slack.api.messages[where["ts"]].blocks
     )
     await slack.interaction(
-        click("UOLU", "concierge_review_verify", str(item.id), "DOLU", where["ts"])
+        button_click("UOLU", "concierge_review_verify", str(item.id), "DOLU", where["ts"])
     )
     await slack.settle()
     verified_text = "Submit expenses in Pleo within 30 days of purchase, with the receipt attached."

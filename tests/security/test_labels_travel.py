@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from bot.core.admin import AccessAdmin
-from tests.slack_helpers import dm, mention
+from tests.slack_helpers import button_click, dm, mention
 from tests.standins import openai_api
 from tests.standins.openai_api import OpenAIStandIn
 
@@ -119,16 +119,6 @@ async def test_a_confidential_passage_never_reaches_a_hosted_model(
 
 
 @pytest.fixture
-def eve_in_hr(workspace: Any) -> None:
-    """eve reads hr-policies, so her answers from it are held for hana's review."""
-    text = workspace.config.read_text().replace(
-        'hr: {members: ["group:people-ops"]}',
-        'hr: {members: ["group:people-ops", eve@canary.test]}',
-    )
-    workspace.config.write_text(text)
-
-
-@pytest.fixture
 def one_passage(workspace: Any) -> None:
     text = workspace.config.read_text() + "retrieval: {top_k: 1}\n"
     workspace.config.write_text(text)
@@ -151,22 +141,9 @@ async def test_an_approved_confidential_draft_in_a_thread_never_reaches_a_hosted
     (draft,) = review_rows(slack)
     (where,) = draft.notices
     await slack.interaction(
-        {
-            "type": "block_actions",
-            "user": {"id": "UHANA"},
-            "team": {"id": "T1"},
-            "trigger_id": "trig",
-            "container": {"type": "message", "channel_id": where["channel"]},
-            "channel": {"id": where["channel"]},
-            "actions": [
-                {
-                    "action_id": "concierge_review_approve",
-                    "block_id": f"review_{draft.id}",
-                    "type": "button",
-                    "value": str(draft.id),
-                }
-            ],
-        }
+        button_click(
+            "UHANA", "concierge_review_approve", str(draft.id), where["channel"], where["ts"]
+        )
     )
     await slack.settle()
     assert "CANARY-HR-BANDS" in "\n".join(m.full_text() for m in slack.api.in_channel("DEVE"))

@@ -12,12 +12,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
 from bot.jobs.scheduler import JobHost, Scheduler
 from bot.store.models import AuditEvent, Review, utcnow
-from tests.slack_helpers import SlackDriver, dm
+from tests.slack_helpers import SlackDriver, button_click, dm
 
 FIN_QUESTION = "Who approves expenses above 1,000 EUR, directors or the CFO?"
 FIN_CANARY = "CANARY-FIN-5D1"
@@ -51,25 +50,6 @@ def reason_submission(user: str, exchange_id: str, text: str) -> dict[str, Any]:
                 }
             },
         },
-    }
-
-
-def click(user: str, action_id: str, value: str, channel: str, ts: str) -> dict[str, Any]:
-    return {
-        "type": "block_actions",
-        "user": {"id": user},
-        "team": {"id": "T1"},
-        "trigger_id": f"trig-{user}",
-        "container": {"type": "message", "channel_id": channel, "message_ts": ts},
-        "channel": {"id": channel},
-        "actions": [
-            {
-                "action_id": action_id,
-                "block_id": f"review_{value}",
-                "type": "button",
-                "value": value,
-            }
-        ],
     }
 
 
@@ -119,7 +99,7 @@ async def test_an_owner_who_may_not_read_cannot_open_or_verify_the_answer(
     item = await voted_down(slack)
     (where,) = item.notices
     await slack.interaction(
-        click("UOLU", "concierge_review_verify", str(item.id), "DOLU", where["ts"])
+        button_click("UOLU", "concierge_review_verify", str(item.id), "DOLU", where["ts"])
     )
     await slack.settle()
     assert slack.api.called("views.open") == []  # the verify modal holds the answer text
@@ -128,16 +108,6 @@ async def test_an_owner_who_may_not_read_cannot_open_or_verify_the_answer(
     with slack.deps.runtime.store.session() as s:
         refused = [a for a in s.scalars(select(AuditEvent)) if a.action == "refused"]
     assert refused and refused[-1].actor == "olu@canary.test"
-
-
-@pytest.fixture
-def eve_in_hr(workspace: Any) -> None:
-    """eve reads hr-policies (so her answers from it are held for hana's review)."""
-    text = workspace.config.read_text().replace(
-        'hr: {members: ["group:people-ops"]}',
-        'hr: {members: ["group:people-ops", eve@canary.test]}',
-    )
-    workspace.config.write_text(text)
 
 
 async def test_a_bot_owner_cannot_open_the_edit_dialog_of_a_confidential_draft(
@@ -150,7 +120,7 @@ async def test_a_bot_owner_cannot_open_the_edit_dialog_of_a_confidential_draft(
     (where,) = draft.notices
     assert where["channel"] == "DHANA"  # the owner, who may read it, gets the draft
     for action in ("concierge_review_edit", "concierge_review_approve"):
-        await slack.interaction(click("UOLU", action, str(draft.id), "DHANA", where["ts"]))
+        await slack.interaction(button_click("UOLU", action, str(draft.id), "DHANA", where["ts"]))
         await slack.settle()
     assert slack.api.called("views.open") == []
     assert HR_CANARY not in dm_text(slack, "DOLU")
