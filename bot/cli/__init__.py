@@ -94,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--since", metavar="DATE", help="rows from this date or ISO time (UTC)")
     ex.add_argument("--format", choices=("csv", "jsonl"), default="csv")
 
+    flow = sub.add_parser(
+        "dataflow", help="where every piece of text goes, from the live config (Mermaid diagram)"
+    )
+    flow.add_argument("--format", choices=("md", "html"), default="md")
+    flow.add_argument("--out", metavar="FILE", help="write it here (default: standard output)")
+
     db = sub.add_parser("db", help="database maintenance")
     dsub = db.add_subparsers(dest="op", required=True, parser_class=_Parser)
     dsub.add_parser("upgrade", help="apply Alembic migrations")
@@ -149,6 +155,10 @@ def run(argv: Sequence[str] | None = None) -> int:
             from bot.cli.commands import jobs
 
             return jobs(settings, args)
+        if args.command == "dataflow":
+            from bot.cli.dataflow import dataflow
+
+            return dataflow(settings, args)
         if args.command == "audit":
             from bot.cli.audit import audit
 
