@@ -94,6 +94,22 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--since", metavar="DATE", help="rows from this date or ISO time (UTC)")
     ex.add_argument("--format", choices=("csv", "jsonl"), default="csv")
 
+    ev = sub.add_parser(
+        "eval", help="answer a question set with candidate configs and compare them"
+    )
+    ev.add_argument(
+        "questions", help="a YAML/JSONL file of {question, as, expect}, recent:N or verified"
+    )
+    ev.add_argument(
+        "--candidate",
+        action="append",
+        required=True,
+        metavar="CONFIG",
+        help="a workspace config to evaluate (repeat; the first is the baseline)",
+    )
+    ev.add_argument("--out", metavar="DIR", default="eval", help="where the report goes")
+    ev.add_argument("--json", action="store_true", help="print one summary per candidate")
+
     flow = sub.add_parser(
         "dataflow", help="where every piece of text goes, from the live config (Mermaid diagram)"
     )
@@ -155,6 +171,10 @@ def run(argv: Sequence[str] | None = None) -> int:
             from bot.cli.commands import jobs
 
             return jobs(settings, args)
+        if args.command == "eval":
+            from bot.cli.evaluate import eval_command
+
+            return eval_command(settings, args)
         if args.command == "dataflow":
             from bot.cli.dataflow import dataflow
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,3 +159,30 @@ async def start(standin: OpenAIStandIn) -> web.AppRunner:
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     standin.url = f"http://127.0.0.1:{port}/v1"
     return runner
+
+
+@contextlib.contextmanager
+def in_thread(standin: OpenAIStandIn) -> Iterator[OpenAIStandIn]:
+    """The stand-in on its own event loop in a background thread, for code under test that
+    runs its own loop (the command line's ``asyncio.run``). Stops when the block ends."""
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    holder: dict[str, web.AppRunner] = {}
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        holder["runner"] = loop.run_until_complete(start(standin))
+        ready.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    if not ready.wait(10):
+        raise RuntimeError("the OpenAI stand-in did not start")
+    try:
+        yield standin
+    finally:
+        asyncio.run_coroutine_threadsafe(holder["runner"].cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
