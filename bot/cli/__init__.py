@@ -94,6 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--since", metavar="DATE", help="rows from this date or ISO time (UTC)")
     ex.add_argument("--format", choices=("csv", "jsonl"), default="csv")
 
+    exch = sub.add_parser("exchange", help="the whole record of one exchange")
+    xsub = exch.add_subparsers(dest="op", required=True, parser_class=_Parser)
+    xs = xsub.add_parser(
+        "show", help="who asked, sources used and withheld, each attempt and its prompt"
+    )
+    xs.add_argument("exchange_id", help="the id that ask --json prints")
+    xs.add_argument("--json", action="store_true", help="the record as JSON")
+
     ev = sub.add_parser(
         "eval", help="answer a question set with candidate configs and compare them"
     )
@@ -171,6 +179,10 @@ def run(argv: Sequence[str] | None = None) -> int:
             from bot.cli.commands import jobs
 
             return jobs(settings, args)
+        if args.command == "exchange":
+            from bot.cli.exchange import exchange
+
+            return exchange(settings, args)
         if args.command == "eval":
             from bot.cli.evaluate import eval_command
 

@@ -340,6 +340,11 @@ def _ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 2)
 
 
+def _as_dicts(messages: list[BaseMessage]) -> list[dict[str, str]]:
+    """Messages as stored with an attempt: role and text."""
+    return [{"role": m.type, "content": str(m.content)} for m in messages]
+
+
 class _Runner:
     """One model attempt running in its own task, feeding a queue of
     ("chunk", text) | ("end", None) | ("error", exception)."""
@@ -367,6 +372,7 @@ class _Runner:
         self.shown = ""
         self.queue: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
         self.peeked: tuple[str, object] | None = None
+        attempt.prompt = _as_dicts(messages)
         self.task = asyncio.create_task(self._run(messages, deadline, started))
 
     async def _run(self, messages: list[BaseMessage], deadline: float, started: float) -> None:
@@ -392,6 +398,7 @@ class _Runner:
                     system, user = self.shrink(trims)  # type: ignore[misc]
                     messages = [SystemMessage(system), HumanMessage(user)]
                     self.prompt = user
+                    self.attempt.prompt = _as_dicts(messages)
                 else:
                     await asyncio.sleep(self.retry_wait)
 

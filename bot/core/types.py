@@ -168,6 +168,9 @@ class Attempt:
     no_answer: bool = False
     retries: int = 0  # calls of the same model again (Retry-After, trimmed prompt)
     notes: list[str] = field(default_factory=list)
+    # The messages this attempt sent (the last version, after any trimming): stored with the
+    # exchange for ``exchange show``, purged with the other text by retention.
+    prompt: list[dict[str, str]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -217,7 +220,10 @@ class ExchangeResult:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("draft")
-        data["attempts"] = [a.as_dict() for a in self.attempts]
+        # The prompts stay in the record (``exchange show``); the summary stays compact.
+        data["attempts"] = [
+            {k: v for k, v in a.as_dict().items() if k != "prompt"} for a in self.attempts
+        ]
         data["labels"] = self.labels.to_json()
         data["cost_usd"] = round(self.cost_usd, 8)
         data["ttft_ms"] = None if self.ttft_ms is None else round(self.ttft_ms, 2)

@@ -366,14 +366,25 @@ def expire_grants(session: Session, now: datetime | None = None) -> list[Grant]:
 
 
 def purge_text_before(session: Session, cutoff: datetime) -> int:
-    """Remove question and answer text (and free-text feedback and review drafts) of exchanges
-    older than ``cutoff``; counts, outcomes, costs and latencies stay for reports."""
+    """Remove question and answer text (and the prompts each model attempt received,
+    free-text feedback and review drafts) of exchanges older than ``cutoff``; counts,
+    outcomes, costs and latencies stay for reports."""
     old = select(Exchange.id).where(Exchange.created_at < cutoff)
+    for row in session.scalars(
+        select(Exchange).where(Exchange.created_at < cutoff, Exchange.question.is_not(None))
+    ):
+        if any(isinstance(a, dict) and a.get("prompt") for a in row.attempts or []):
+            row.attempts = [
+                {**a, "prompt": []} if isinstance(a, dict) else a for a in row.attempts or []
+            ]
+    session.flush()
     done = session.execute(
         update(Exchange)
         .where(Exchange.created_at < cutoff)
         .where((Exchange.question.is_not(None)) | (Exchange.answer.is_not(None)))
         .values(question=None, answer=None)
+        # Rows loaded above hold SQLite's naive times: no in-Python evaluation against them.
+        .execution_options(synchronize_session=False)
     ).rowcount  # type: ignore[attr-defined]
     session.execute(update(Feedback).where(Feedback.exchange_id.in_(old)).values(reason=None))
     session.execute(
