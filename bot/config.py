@@ -240,6 +240,9 @@ class ModelSpec(BaseModel):
     data_classes: tuple[DataClass, ...] | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, gt=0)
+    # Send this model only redacted text (personal data and secrets replaced): for a provider
+    # whose terms or region allow no personal data.
+    redact: bool = False
 
     @model_validator(mode="after")
     def _needs_model(self) -> ModelSpec:
@@ -332,6 +335,16 @@ class Jobs(_Strict):
         return {name: cron for name in JOB_NAMES if (cron := getattr(self, name))}
 
 
+Detector = Literal["secret", "email", "card", "iban", "phone"]
+
+
+class RedactionSettings(_Strict):
+    """Which detectors run, and whether questions are redacted before they are stored."""
+
+    detectors: tuple[Detector, ...] = ("secret", "email", "iban", "card", "phone")
+    questions: bool = True  # question text is redacted before it is stored or logged
+
+
 class Retention(_Strict):
     # Question and answer text older than this many days is removed; numbers stay.
     days: int | None = Field(default=None, ge=1)
@@ -357,6 +370,7 @@ class WorkspaceConfig(_Strict):
     retrieval: Retrieval = Retrieval()
     jobs: Jobs = Jobs()
     retention: Retention = Retention()
+    redaction: RedactionSettings = RedactionSettings()
     review: ReviewSettings = ReviewSettings()
     default_person: str | None = None
     # Slack user groups that count as a config group: {GROUP: [user group id S… or handle]}.

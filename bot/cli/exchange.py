@@ -63,6 +63,7 @@ def as_record(row: Exchange, votes: list[Feedback], reviews: list[Review]) -> di
             else None
         ),
         "labels": labels.to_json() if labels is not None else None,
+        "redactions": row.redactions or {},
         "prompt": {"name": row.prompt_name, "version": row.prompt_version},
         "model": row.model,
         "models_tried": row.models_tried or [],
@@ -118,6 +119,9 @@ def as_text(r: dict[str, Any]) -> str:
     if r["labels"] is not None:
         classes = ", ".join(r["labels"]["classes"]) or "none"
         lines.append(f"  carries   data classes: {classes}")
+    if r["redactions"]:
+        found = ", ".join(f"{k} {v}" for k, v in sorted(r["redactions"].items()))
+        lines.append(f"  redacted  in the stored question: {found}")
     lines += ["", "Question", _indent(r["question"]), "", "Answer", _indent(r["answer"]), ""]
     lines.append("Sources")
     if r["sources"]:

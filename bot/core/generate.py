@@ -21,6 +21,7 @@ from langchain_core.messages import AIMessageChunk, BaseMessage, HumanMessage, S
 from bot.core.breaker import Breaker, LocalBreaker
 from bot.core.models import RegisteredModel
 from bot.core.offline import estimate_tokens
+from bot.core.redaction import Redactor
 from bot.core.types import Attempt
 
 
@@ -372,8 +373,20 @@ class _Runner:
         self.shown = ""
         self.queue: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
         self.peeked: tuple[str, object] | None = None
-        attempt.prompt = _as_dicts(messages)
+        messages = self._for_link(messages)
         self.task = asyncio.create_task(self._run(messages, deadline, started))
+
+    def _for_link(self, messages: list[BaseMessage]) -> list[BaseMessage]:
+        """The messages as this model may receive them (redacted for ``redact: true``),
+        kept with the attempt."""
+        if self.link.spec.redact:
+            texts, counts = Redactor().redact_all([str(m.content) for m in messages])
+            messages = [type(m)(content=t) for m, t in zip(messages, texts, strict=True)]
+            if counts:
+                found = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+                self.attempt.notes.append(f"redacted before sending: {found}")
+        self.attempt.prompt = _as_dicts(messages)
+        return messages
 
     async def _run(self, messages: list[BaseMessage], deadline: float, started: float) -> None:
         trims = 0
@@ -396,9 +409,8 @@ class _Runner:
                 if retry == "trim":
                     trims += 1
                     system, user = self.shrink(trims)  # type: ignore[misc]
-                    messages = [SystemMessage(system), HumanMessage(user)]
+                    messages = self._for_link([SystemMessage(system), HumanMessage(user)])
                     self.prompt = user
-                    self.attempt.prompt = _as_dicts(messages)
                 else:
                     await asyncio.sleep(self.retry_wait)
 

@@ -24,6 +24,7 @@ from bot.core.labels import Labels
 from bot.core.limits import RateLimiter
 from bot.core.offline import estimate_tokens
 from bot.core.prompts import PromptTemplate
+from bot.core.redaction import Redactor
 from bot.core.retrieve import Retrieval, Retriever
 from bot.core.review import ReviewDesk
 from bot.core.sinks import Sink
@@ -81,13 +82,33 @@ class Pipeline:
     def __init__(self, deps: PipelineDeps) -> None:
         self.deps = deps
 
+    def _stored_question(self, text: str, result: ExchangeResult | None = None) -> str:
+        """The question as it may be stored and logged: redacted per config."""
+        if not self.deps.config.redaction.questions:
+            return text
+        found = Redactor(self.deps.config.redaction.detectors).redact(text)
+        if result is not None:
+            result.redactions = dict(found.counts)
+        return found.text
+
+    def _redact_prompts(self, result: ExchangeResult) -> None:
+        """The prompts kept with each attempt hold the question too: stored redacted."""
+        if not self.deps.config.redaction.questions:
+            return
+        redactor = Redactor(self.deps.config.redaction.detectors)
+        for attempt in result.attempts:
+            attempt.prompt = [
+                {**m, "content": redactor.redact(m.get("content", "")).text}
+                for m in attempt.prompt
+            ]
+
     async def ask(self, question: Question, sink: Sink) -> ExchangeResult:
         started = question.received_at
         result = ExchangeResult(
             exchange_id=str(uuid.uuid4()),
             asker=question.asker_ref,
             asker_ref=question.asker_ref,
-            question=question.text,
+            question=question.text,  # replaced by its redacted form just below
             surface=question.surface,
             channel=question.channel_ref or question.audience.channel,
             thread=question.thread,
@@ -96,6 +117,7 @@ class Pipeline:
             prompt_version=self.deps.prompt.version,
             request_key=question.request_key,
         )
+        result.question = self._stored_question(question.text, result)
         first_chunk: list[float] = []
 
         async def emit(text: str) -> None:
@@ -120,6 +142,7 @@ class Pipeline:
             end = time.perf_counter()
             result.ttft_ms = (first_chunk[0] - started) * 1000 if first_chunk else None
             result.total_ms = (end - started) * 1000
+            self._redact_prompts(result)
             await asyncio.shield(self._record(result))
         if result.outcome == "pending_review" and self.deps.reviews is not None:
             try:
@@ -206,7 +229,7 @@ class Pipeline:
         # 2 limits
         text = question.text.strip()
         if len(text) > cfg.limits.max_question_chars:
-            result.question = (
+            result.question = self._stored_question(
                 text[: cfg.limits.max_question_chars] + f" … [truncated from {len(text)} chars]"
             )
             await self._refuse(

@@ -216,6 +216,8 @@ class ExchangeResult:
     # What the answer text carries: everything that went into its prompt (passages, history
     # turns) or the verified answer it repeats. Later turns, reviews and votes inherit it.
     labels: Labels = field(default_factory=Labels)
+    # What redaction replaced in the stored question (detector -> count).
+    redactions: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
