@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     # Run the scheduled jobs in this instance (each job still runs once across instances).
     scheduler: bool = Field(default=True, alias="CONCIERGE_SCHEDULER")
     log_level: str = "WARNING"
+    log_format: str = Field(default="text", pattern="^(?i)(text|json)$")  # LOG_FORMAT
+    # Spans go here over OTLP/HTTP when set (the exporter reads the other OTEL_* variables).
+    otel_exporter_otlp_endpoint: str | None = None
+    metrics_port: int | None = None  # Socket Mode: /metrics, /healthz and /readyz on this port
 
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None

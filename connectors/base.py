@@ -22,6 +22,7 @@ from bot.config import Source, WorkspaceConfig
 from bot.core.access import may_read_source, source_token
 from bot.core.types import Passage
 from bot.errors import ConciergeError
+from bot.telemetry import CONNECTOR_ERRORS, CONNECTOR_SECONDS
 
 log = logging.getLogger("concierge.connectors")
 
@@ -84,13 +85,18 @@ class Connector(ABC):
                 self._search(query=query, principals=principals, k=k), limit
             )
         except TimeoutError:
+            CONNECTOR_ERRORS.labels(self.name).inc()
             log.warning("source %s timed out after %.1fs", self.name, limit)
             raise SourceUnavailable(f"{self.name} did not answer within {limit:g}s") from None
         except ConnectorError:
+            CONNECTOR_ERRORS.labels(self.name).inc()
             raise
         except Exception as exc:  # a connector bug must not take the question down
+            CONNECTOR_ERRORS.labels(self.name).inc()
             log.exception("source %s failed", self.name)
             raise SourceUnavailable(f"{self.name} failed ({exc.__class__.__name__})") from exc
+        finally:
+            CONNECTOR_SECONDS.labels(self.name).observe(time.perf_counter() - started)
         readers = self.source_reader_tokens
         stamped = [
             dataclasses.replace(p, source_readers=readers, data_class=self.source.data_class)

@@ -135,17 +135,16 @@ def build_parser() -> argparse.ArgumentParser:
 BODY_LOGGERS = ("slack_sdk", "slack_bolt", "openai", "anthropic", "httpx", "httpcore")
 
 
-def _configure_logging(level: str) -> None:
-    """LOG_LEVEL for our own loggers; the libraries that log bodies never below INFO, so that
-    no LOG_LEVEL puts answer or prompt text in the logs (they are not redacted there)."""
+def _configure_logging(level: str, fmt: str = "text") -> None:
+    """LOG_LEVEL for our own loggers (LOG_FORMAT=json: one JSON object a line, each with its
+    question's request id); the libraries that log bodies never below INFO, so that no
+    LOG_LEVEL puts answer or prompt text in the logs (they are not redacted there)."""
+    from bot.telemetry import configure_logging
+
     numeric = getattr(logging, level.upper(), logging.WARNING)
     if not isinstance(numeric, int):
         numeric = logging.WARNING
-    logging.basicConfig(
-        level=numeric,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(numeric, fmt)
     for name in BODY_LOGGERS:
         logging.getLogger(name).setLevel(max(numeric, logging.INFO))
 
@@ -160,7 +159,10 @@ def run(argv: Sequence[str] | None = None) -> int:
             raise UsageError(
                 f"environment variable {str(err['loc'][0]).upper()}: {err['msg']}"
             ) from None
-        _configure_logging(settings.log_level)
+        _configure_logging(settings.log_level, settings.log_format)
+        from bot.telemetry import configure_tracing
+
+        configure_tracing(settings.otel_exporter_otlp_endpoint)
         if args.command == "db":
             from bot.cli.commands import db_upgrade
 

@@ -23,6 +23,7 @@ from bot.core.models import RegisteredModel
 from bot.core.offline import estimate_tokens
 from bot.core.redaction import Redactor
 from bot.core.types import Attempt
+from bot.telemetry import tracer
 
 
 @dataclass
@@ -389,6 +390,22 @@ class _Runner:
         return messages
 
     async def _run(self, messages: list[BaseMessage], deadline: float, started: float) -> None:
+        """The attempt, in one span with the GenAI attributes (its task inherits the
+        generate step's span as parent)."""
+        spec = self.link.spec
+        with tracer.start_as_current_span(f"chat {spec.model or spec.name}") as span:
+            span.set_attribute("gen_ai.operation.name", "chat")
+            span.set_attribute("gen_ai.system", spec.provider)
+            span.set_attribute("gen_ai.request.model", spec.model or spec.name)
+            span.set_attribute("concierge.model", spec.name)
+            try:
+                await self._calls(messages, deadline, started)
+            finally:
+                span.set_attribute("gen_ai.usage.input_tokens", self.attempt.input_tokens)
+                span.set_attribute("gen_ai.usage.output_tokens", self.attempt.output_tokens)
+                span.set_attribute("concierge.attempt.outcome", self.attempt.outcome)
+
+    async def _calls(self, messages: list[BaseMessage], deadline: float, started: float) -> None:
         trims = 0
         while True:
             try:

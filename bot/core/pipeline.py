@@ -13,7 +13,7 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bot.config import Source, WorkspaceConfig
 from bot.core.access import AccessDecision, AccessPolicy, ActiveGrant
@@ -29,6 +29,8 @@ from bot.core.retrieve import Retrieval, Retriever
 from bot.core.review import ReviewDesk
 from bot.core.sinks import Sink
 from bot.core.types import Asker, ExchangeResult, Question, Turn
+from bot.telemetry import record_exchange as record_metrics
+from bot.telemetry import request_id, tracer
 
 log = logging.getLogger("concierge.pipeline")
 
@@ -58,6 +60,32 @@ class PipelineDeps:
     budgets: Budgets | None = None
     step_down_router: ModelRouter | None = None  # cheaper chain near a budget's soft limit
     reviews: ReviewDesk | None = None  # human review and verified answers
+
+
+@dataclass
+class Run:
+    """One question's state as it passes through the steps (each step fills its part)."""
+
+    question: Question
+    result: ExchangeResult
+    emit: Callable[[str], Awaitable[None]]
+    sink: Sink
+    text: str
+    asker: Asker = field(default_factory=lambda: Asker(""))
+    step_down: bool = False
+    access: AccessDecision = field(
+        default_factory=lambda: AccessDecision(frozenset(), (), (), frozenset())
+    )
+    turns: tuple[Turn, ...] = ()
+    found: Retrieval = field(default_factory=Retrieval)
+    carried: Labels = field(default_factory=Labels)
+    system: str = ""
+    user: str = ""
+    shrink: Callable[[int], tuple[str, str] | None] | None = None
+    held: set[str] = field(default_factory=set)
+    gen: Generation = field(default_factory=Generation)
+    buffered: list[str] | None = None
+    out: Callable[[str], Awaitable[None]] = field(default=lambda _piece: asyncio.sleep(0))
 
 
 def visible_turns(turns: tuple[Turn, ...], access: AccessDecision) -> tuple[Turn, ...]:
@@ -98,12 +126,10 @@ class Pipeline:
         redactor = Redactor(self.deps.config.redaction.detectors)
         for attempt in result.attempts:
             attempt.prompt = [
-                {**m, "content": redactor.redact(m.get("content", "")).text}
-                for m in attempt.prompt
+                {**m, "content": redactor.redact(m.get("content", "")).text} for m in attempt.prompt
             ]
 
     async def ask(self, question: Question, sink: Sink) -> ExchangeResult:
-        started = question.received_at
         result = ExchangeResult(
             exchange_id=str(uuid.uuid4()),
             asker=question.asker_ref,
@@ -118,6 +144,20 @@ class Pipeline:
             request_key=question.request_key,
         )
         result.question = self._stored_question(question.text, result)
+        # Every log line written while answering carries this id (the exchange's own).
+        token = request_id.set(result.exchange_id)
+        try:
+            with tracer.start_as_current_span("concierge.question") as span:
+                span.set_attribute("concierge.exchange_id", result.exchange_id)
+                span.set_attribute("concierge.surface", question.surface)
+                await self._answer(question, sink, result)
+                span.set_attribute("concierge.outcome", result.outcome)
+        finally:
+            request_id.reset(token)
+        return result
+
+    async def _answer(self, question: Question, sink: Sink, result: ExchangeResult) -> None:
+        started = question.received_at
         first_chunk: list[float] = []
 
         async def emit(text: str) -> None:
@@ -143,7 +183,9 @@ class Pipeline:
             result.ttft_ms = (first_chunk[0] - started) * 1000 if first_chunk else None
             result.total_ms = (end - started) * 1000
             self._redact_prompts(result)
-            await asyncio.shield(self._record(result))
+            with tracer.start_as_current_span("concierge.record"):
+                await asyncio.shield(self._record(result))
+            record_metrics(result)
         if result.outcome == "pending_review" and self.deps.reviews is not None:
             try:
                 review = await self.deps.reviews.hold(
@@ -153,7 +195,6 @@ class Pipeline:
             except Exception:
                 log.exception("could not hold exchange %s for review", result.exchange_id)
         await sink.close(result)
-        return result
 
     def _offers(self, access: AccessDecision, question: str, unanswered: bool) -> list[Source]:
         """Requestable sources the asker may not read, when they name one or nothing they may
@@ -218,95 +259,134 @@ class Pipeline:
         emit: Callable[[str], Awaitable[None]],
         sink: Sink,
     ) -> None:
-        cfg = self.deps.config
-        # 1 identity
+        """The named steps in order; each is one trace span and may end the question."""
+        run = Run(question, result, emit, sink, text=question.text.strip())
+        for name, step in (
+            ("identity", self._identity),
+            ("limits", self._limits),
+            ("access", self._access),
+            ("verified", self._verified),
+            ("retrieve", self._retrieve),
+            ("prompt", self._prompt),
+            ("generate", self._generate),
+            ("emit", self._finish),
+        ):
+            with tracer.start_as_current_span(f"concierge.{name}") as span:
+                go_on = await step(run)
+                span.set_attribute("concierge.outcome", result.outcome)
+            if not go_on:
+                return
+
+    # -- 1 identity ---------------------------------------------------------------------------
+    async def _identity(self, run: Run) -> bool:
         try:
-            asker: Asker = await self.deps.identity.resolve(question.asker_ref)
+            run.asker = await self.deps.identity.resolve(run.question.asker_ref)
         except UnknownPerson as exc:
-            await self._refuse(result, emit, f"I don't know who you are: {exc}", "unknown_person")
-            return
-        result.asker = asker.email
-        # 2 limits
-        text = question.text.strip()
+            await self._refuse(
+                run.result, run.emit, f"I don't know who you are: {exc}", "unknown_person"
+            )
+            return False
+        run.result.asker = run.asker.email
+        return True
+
+    # -- 2 limits: length, rate, cost budgets ---------------------------------------------------
+    async def _limits(self, run: Run) -> bool:
+        cfg, text, result = self.deps.config, run.text, run.result
         if len(text) > cfg.limits.max_question_chars:
             result.question = self._stored_question(
                 text[: cfg.limits.max_question_chars] + f" … [truncated from {len(text)} chars]"
             )
             await self._refuse(
                 result,
-                emit,
+                run.emit,
                 f"Your question is {len(text):,} characters long; the limit is "
                 f"{cfg.limits.max_question_chars:,}. Please shorten it and ask again.",
                 "too_long",
             )
-            return
-        decision = await self.deps.limiter.check(asker.email)
+            return False
+        decision = await self.deps.limiter.check(run.asker.email)
         if not decision.allowed:
             await self._refuse(
                 result,
-                emit,
+                run.emit,
                 "You're asking faster than I can keep up with. Please try again in "
                 f"{max(1, round(decision.retry_after_s))} seconds.",
                 "rate_limited",
             )
-            return
-        step_down = False
+            return False
         if self.deps.budgets is not None:
-            budget = await self.deps.budgets.check(asker.email)
+            budget = await self.deps.budgets.check(run.asker.email)
             if not budget.allowed:
                 await self._refuse(
                     result,
-                    emit,
+                    run.emit,
                     refusal_message(budget, self.deps.budgets.clock()),
                     budget.reason or "budget",
                 )
-                return
-            step_down = budget.step_down
-        # 3 access
+                return False
+            run.step_down = budget.step_down
+        return True
+
+    # -- 3 access -----------------------------------------------------------------------------
+    async def _access(self, run: Run) -> bool:
         grants = await self.deps.grants()
-        access: AccessDecision = self.deps.policy.decide(asker, question.audience, grants)
-        if not access.readable:
+        run.access = self.deps.policy.decide(run.asker, run.question.audience, grants)
+        if not run.access.readable:
             await self._refuse(
-                result,
-                emit,
+                run.result,
+                run.emit,
                 "You don't have access to any sources yet. Ask an admin for access.",
                 "no_access",
             )
-            return
-        # A verified answer to this question, still true of its documents, comes first.
-        if self.deps.reviews is not None:
-            verified = await self.deps.reviews.verified_for(text, access)
-            if verified is not None:
-                result.outcome = "answered"
-                result.answer = verified.text
-                result.labels = verified.labels
-                result.verified_answer_id = verified.row.id
-                result.sources = [dict(c) for c in verified.row.citations]
-                result.sources_searched = []
-                await emit(verified.text)
-                return
+            return False
+        return True
+
+    # -- a verified answer to this question, still true of its documents, comes first ----------
+    async def _verified(self, run: Run) -> bool:
+        if self.deps.reviews is None:
+            return True
+        verified = await self.deps.reviews.verified_for(run.text, run.access)
+        if verified is None:
+            return True
+        result = run.result
+        result.outcome = "answered"
+        result.answer = verified.text
+        result.labels = verified.labels
+        result.verified_answer_id = verified.row.id
+        result.sources = [dict(c) for c in verified.row.citations]
+        result.sources_searched = []
+        await run.emit(verified.text)
+        return False
+
+    # -- 4 retrieve ---------------------------------------------------------------------------
+    async def _retrieve(self, run: Run) -> bool:
+        cfg, result = self.deps.config, run.result
         # Earlier turns of the thread that every reader here may read (their labels): a turn
         # answered from a source this audience may not read never reaches the prompt.
-        turns = visible_turns(question.history, access)
-        # 4 retrieve
-        query = " ".join([*(t.question for t in turns[-1:]), text])
-        found: Retrieval = await self.deps.retriever.retrieve(
-            query=query, access=access, audience=question.audience, k=cfg.retrieval.top_k
+        run.turns = visible_turns(run.question.history, run.access)
+        query = " ".join([*(t.question for t in run.turns[-1:]), run.text])
+        run.found = await self.deps.retriever.retrieve(
+            query=query, access=run.access, audience=run.question.audience, k=cfg.retrieval.top_k
         )
+        found = run.found
         result.sources_searched = found.searched
         result.sources_withheld = found.withheld_sources
         result.private_answer_available = bool(found.withheld)
         result.notices.extend(found.failures)
         if found.failed_sources:
             result.error = "sources unavailable: " + ", ".join(found.failed_sources)
-        # 5 prompt
-        history = turns[-cfg.retrieval.history_turns :] if cfg.retrieval.history_turns else ()
+        return True
+
+    # -- 5 prompt -----------------------------------------------------------------------------
+    async def _prompt(self, run: Run) -> bool:
+        cfg, found, text = self.deps.config, run.found, run.text
+        history = run.turns[-cfg.retrieval.history_turns :] if cfg.retrieval.history_turns else ()
         # Everything the prompt carries; which models may receive it is decided on all of it.
-        carried = Labels.join_all(
+        run.carried = Labels.join_all(
             [*(p.labels for p in found.passages), *(t.labels for t in history)]
         )
-        result.labels = carried
-        system, user = self.deps.prompt.render(
+        run.result.labels = run.carried
+        run.system, run.user = self.deps.prompt.render(
             question=text, passages=found.passages, history=history, workspace=cfg.name
         )
         # A smaller prompt after a context-length error: first without the thread's history,
@@ -334,82 +414,101 @@ class Pipeline:
                 question=text, passages=passages, history=turns, workspace=cfg.name
             )
 
+        run.shrink = shrink
         # Sources whose answers a person reviews first: the answer is held, not streamed.
-        held: set[str] = set()
         if self.deps.reviews is not None:
-            held = self.deps.reviews.needs_review(
+            run.held = self.deps.reviews.needs_review(
                 {p.source for p in found.passages},
-                # Only a full member can be the reviewer who skips reviewing themselves.
-                asker.email if asker.is_full_member else "",
-                question.audience.is_private,
+                run.asker.email if run.asker.is_full_member else "",
+                run.question.audience.is_private,
             )
-        buffered: list[str] | None = [] if held else None
+        return True
+
+    # -- 6 generate + 7 emit --------------------------------------------------------------------
+    async def _generate(self, run: Run) -> bool:
+        buffered: list[str] | None = [] if run.held else None
+        run.buffered = buffered
 
         async def out(piece: str) -> None:
             if buffered is None:
-                await emit(piece)
+                await run.emit(piece)
             else:
                 buffered.append(piece)
 
-        # 6 generate + 7 emit
-        gen = Generation()
-        # With nothing to answer from, only the free offline model is asked (it says so).
+        run.out = out
         router = self.deps.router
-        if step_down and self.deps.step_down_router is not None:
+        if run.step_down and self.deps.step_down_router is not None:
             router = self.deps.step_down_router
-            await sink.status("You're close to the cost budget, so a cheaper model is answering.")
-        if not found.passages:
+            await run.sink.status(
+                "You're close to the cost budget, so a cheaper model is answering."
+            )
+        # With nothing to answer from, only the free offline model is asked (it says so).
+        if not run.found.passages:
             router = router.last_resort()
         async for piece in router.stream(
-            system=system,
-            user=user,
-            data_classes=set(carried.classes),
-            result=gen,
-            status=sink.status,
-            started=question.received_at,
-            shrink=shrink,
-            max_chars=cfg.limits.max_answer_chars,
+            system=run.system,
+            user=run.user,
+            data_classes=set(run.carried.classes),
+            result=run.gen,
+            status=run.sink.status,
+            started=run.question.received_at,
+            shrink=run.shrink,
+            max_chars=self.deps.config.limits.max_answer_chars,
         ):
             await out(piece)
+        return True
+
+    # -- the answer's notes, citations and outcome ------------------------------------------------
+    async def _finish(self, run: Run) -> bool:
+        gen, found, result, out = run.gen, run.found, run.result, run.out
+        cfg = self.deps.config
         answer = gen.text
+        notes: list[str] = []
         if gen.refused:
-            note = ("\n\n" if gen.text else "") + REFUSED_NOTE.format(
-                model=gen.model or "the model"
+            notes.append(
+                ("\n\n" if gen.text else "") + REFUSED_NOTE.format(model=gen.model or "the model")
             )
-            answer += note
-            await out(note)
         elif gen.truncated:
-            note = (
+            notes.append(
                 f"\n\n(The answer was cut at {cfg.limits.max_answer_chars:,} characters, "
                 "the longest this workspace allows.)"
             )
-            answer += note
-            await out(note)
         elif not gen.complete and gen.text:
-            note = "\n\n(The answer was cut off: the model stopped before finishing.)"
-            answer += note
-            await out(note)
+            notes.append("\n\n(The answer was cut off: the model stopped before finishing.)")
         if result.notices:
-            note = (
+            notes.append(
                 "\n\n(Note: " + "; ".join(result.notices) + ", so this answer may be incomplete.)"
             )
-            answer += note
-            await out(note)
-        offers = self._offers(access, text, gen.no_answer or not found.passages)
+        offers = self._offers(run.access, run.text, gen.no_answer or not found.passages)
         if offers:
             result.requestable = [s.name for s in offers]
-            note = "\n\n" + " ".join(
-                f"You can ask for access to {s.title or s.name} (owned by "
-                f"{s.owner or 'the admins'}): request {s.name} because …."
-                for s in offers
+            notes.append(
+                "\n\n"
+                + " ".join(
+                    f"You can ask for access to {s.title or s.name} (owned by "
+                    f"{s.owner or 'the admins'}): request {s.name} because …."
+                    for s in offers
+                )
             )
-            answer += note
-            await out(note)
         if result.private_answer_available:
-            note = f"\n\n_{PRIVATE_SENT_NOTE if question.private_followup else PRIVATE_NOTE}_"
+            private = PRIVATE_SENT_NOTE if run.question.private_followup else PRIVATE_NOTE
+            notes.append(f"\n\n_{private}_")
+        for note in notes:
             answer += note
             await out(note)
         result.answer = answer
+        self._usage(run)
+        self._outcome(run)
+        if result.outcome == "failed":
+            msg = "Sorry, no model could answer right now. Please try again in a minute."
+            result.answer = msg
+            await run.emit(msg)
+        await self._hold_or_release(run)
+        return True
+
+    @staticmethod
+    def _usage(run: Run) -> None:
+        gen, result = run.gen, run.result
         result.model = gen.model
         result.models_tried = gen.models_tried
         result.attempts = gen.attempts
@@ -417,6 +516,11 @@ class Pipeline:
         result.output_tokens = sum(a.output_tokens for a in gen.attempts)
         result.tokens_estimated = any(a.tokens_estimated for a in gen.attempts)
         result.cost_usd = sum(a.cost_usd for a in gen.attempts)
+
+    @staticmethod
+    def _outcome(run: Run) -> None:
+        """Citations from the text's [n] markers, and what happened."""
+        gen, found, result = run.gen, run.found, run.result
         cited = sorted({int(n) for n in CITATION.findall(gen.text)})
         chosen = [found.passages[n - 1] for n in cited if 0 < n <= len(found.passages)]
         if not chosen and not gen.no_answer:
@@ -440,16 +544,19 @@ class Pipeline:
         else:
             result.outcome = "failed"
             result.error = gen.error or "no model could answer"
-            msg = "Sorry, no model could answer right now. Please try again in a minute."
-            result.answer = msg
-            await emit(msg)
-        if buffered is not None:
-            needing = held & {str(c["source"]) for c in result.sources}
-            if needing and gen.text and not gen.refused:
-                result.draft, result.answer = result.answer, self._review_notice(needing)
-                result.review_sources = sorted(needing)
-                result.outcome = "pending_review"
-                await emit(result.answer)
-            else:
-                for piece in buffered:
-                    await emit(piece)
+
+    async def _hold_or_release(self, run: Run) -> None:
+        """A held answer becomes a draft for review (the asker is told who reviews it);
+        otherwise what was buffered is shown."""
+        if run.buffered is None:
+            return
+        result, gen = run.result, run.gen
+        needing = run.held & {str(c["source"]) for c in result.sources}
+        if needing and gen.text and not gen.refused:
+            result.draft, result.answer = result.answer, self._review_notice(needing)
+            result.review_sources = sorted(needing)
+            result.outcome = "pending_review"
+            await run.emit(result.answer)
+        else:
+            for piece in run.buffered:
+                await run.emit(piece)

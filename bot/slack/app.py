@@ -21,6 +21,7 @@ from bot.slack.dedupe import Deduper, RedisDeduper, StoreDeduper
 from bot.slack.deps import SlackDeps
 from bot.slack.identity import SlackIdentityResolver
 from bot.slack.listeners import register_all
+from bot.slack.metered import MeteredWebClient
 from bot.slack.notify import dm
 from bot.slack.pacing import Pacer
 from bot.slack.review import post_review
@@ -36,7 +37,7 @@ def make_client(settings: Settings, *, retry_rate_limits: bool = True) -> AsyncW
     by pausing the whole workspace's write budget."""
     if settings.slack_bot_token is None:
         raise ConfigError("SLACK_BOT_TOKEN is not set: serve needs the bot token (xoxb-…)")
-    client = AsyncWebClient(
+    client = MeteredWebClient(
         token=settings.slack_bot_token.get_secret_value(),
         base_url=settings.slack_api_url,
         timeout=15,

@@ -18,6 +18,7 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 
+from bot import ops_http
 from bot.runtime import Runtime, build_runtime
 from bot.settings import Settings
 from bot.slack.app import build_app, build_deps, make_client
@@ -82,6 +83,7 @@ def http_app(bolt: AsyncApp, deps: SlackDeps) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY)
     app.router.add_post("/slack/events", events)
     app.router.add_get("/healthz", healthz)
+    ops_http.add_routes(app)
     return app
 
 
@@ -160,16 +162,27 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> int:
                 bolt, settings.slack_app_token.get_secret_value(), web_client=deps.client
             )
             await handler.connect_async()
+            metrics_runner = None
+            if settings.metrics_port is not None:
+                metrics_runner = await ops_http.start_metrics_server(
+                    settings.host,
+                    settings.metrics_port,
+                    lambda: {"ok": True, "answers_in_flight": len(deps.tasks)},
+                )
             log.warning("Concierge is connected to Slack in Socket Mode")
             if ready:
                 ready.set()
             await stop.wait()
             await handler.close_async()
+            if metrics_runner is not None:
+                await metrics_runner.cleanup()
         else:
             bolt = build_app(deps)
             runner, port = await start_http(bolt, deps, settings.host, settings.port)
             log.warning(
-                "Concierge is listening on %s:%d (/slack/events, /healthz)", settings.host, port
+                "Concierge is listening on %s:%d (/slack/events, /healthz, /metrics)",
+                settings.host,
+                port,
             )
             if ready:
                 ready.set()

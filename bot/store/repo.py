@@ -23,6 +23,7 @@ from bot.store.models import (
     VerifiedAnswer,
     utcnow,
 )
+from bot.telemetry import FEEDBACK
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -101,6 +102,7 @@ def set_vote(
     existing.category = category
     existing.updated_at = utcnow()
     session.flush()
+    FEEDBACK.labels("up" if vote > 0 else "down").inc()
     return existing
 
 
