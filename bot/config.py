@@ -270,6 +270,37 @@ class Retrieval(_Strict):
     history_tokens: int = Field(default=1500, ge=0, le=100_000)
 
 
+class Embeddings(_Strict):
+    """The dense half of hybrid retrieval. ``local``: a static embedding model whose weights
+    ship in a registry package (CPU, no network). ``openai``: any OpenAI-compatible
+    ``/v1/embeddings`` endpoint; it receives document text, so only sources of the data
+    classes it accepts are embedded (the others are searched by words only). ``off``: words
+    only."""
+
+    provider: Literal["local", "openai", "off"] = "local"
+    model: str | None = None
+    base_url: str | None = None
+    price: Price = Price()  # USD per million input tokens (``input``)
+    dimensions: int | None = Field(default=None, gt=0)
+    data_classes: tuple[DataClass, ...] | None = None
+    timeout_s: float = Field(default=10.0, gt=0, le=300)
+    batch_size: int = Field(default=64, ge=1, le=2048)
+
+    @model_validator(mode="after")
+    def _needs_model(self) -> Embeddings:
+        if self.provider == "openai" and not self.model:
+            raise ValueError("embeddings: provider openai needs 'model'")
+        return self
+
+    @property
+    def accepted_classes(self) -> frozenset[str]:
+        """Local runs on this machine and may read everything; a remote endpoint accepts
+        public and internal text unless ``data_classes`` says otherwise."""
+        if self.provider != "openai":
+            return frozenset(DATA_CLASSES)
+        return frozenset(self.data_classes or ("public", "internal"))
+
+
 JOB_NAMES = ("weekly_report", "retention_purge", "reindex", "review_reminders", "grant_expiry")
 
 
@@ -339,6 +370,7 @@ class WorkspaceConfig(_Strict):
     routing: Routing = Routing()
     limits: Limits = Limits()
     retrieval: Retrieval = Retrieval()
+    embeddings: Embeddings = Embeddings()
     jobs: Jobs = Jobs()
     retention: Retention = Retention()
     review: ReviewSettings = ReviewSettings()

@@ -390,7 +390,7 @@ class Pipeline:
         result.input_tokens = sum(a.input_tokens for a in gen.attempts)
         result.output_tokens = sum(a.output_tokens for a in gen.attempts)
         result.tokens_estimated = any(a.tokens_estimated for a in gen.attempts)
-        result.cost_usd = sum(a.cost_usd for a in gen.attempts)
+        result.cost_usd = sum(a.cost_usd for a in gen.attempts) + found.embedding_cost_usd
         cited = sorted({int(n) for n in CITATION.findall(gen.text)})
         chosen = [found.passages[n - 1] for n in cited if 0 < n <= len(found.passages)]
         if not chosen and not gen.no_answer:
