@@ -126,7 +126,7 @@ def _local_tables() -> tuple[Any, npt.NDArray[np.float32]]:
 class LocalEmbedder(Embedder):
     """WordLlama's 256-dimension static model, read from the installed package."""
 
-    model_id = "local:wordllama-l2-supercat-256"
+    model_id = "local:wordllama-l2-supercat-256-lc"
     dim = 256
     max_tokens = 512  # a passage's first tokens carry its topic; bounds the work per passage
 
@@ -139,7 +139,9 @@ class LocalEmbedder(Embedder):
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
-        for i, enc in enumerate(self.tokenizer.encode_batch(texts, add_special_tokens=False)):
+        # Lower-cased: people type "pto" as often as "PTO".
+        lowered = [t.lower() for t in texts]
+        for i, enc in enumerate(self.tokenizer.encode_batch(lowered, add_special_tokens=False)):
             ids = np.asarray(enc.ids[: self.max_tokens], dtype=np.int64)
             if ids.size:
                 np.clip(ids, 0, self.table.shape[0] - 1, out=ids)

@@ -22,12 +22,13 @@ from bot.core.generate import Generation, ModelRouter
 from bot.core.identity import IdentityResolver, UnknownPerson
 from bot.core.labels import Labels
 from bot.core.limits import RateLimiter
-from bot.core.offline import estimate_tokens
+from bot.core.offline import AnswerContext, PassageView, estimate_tokens
 from bot.core.prompts import PromptTemplate
+from bot.core.query import Understood, understand
 from bot.core.retrieve import Retrieval, Retriever
 from bot.core.review import ReviewDesk
 from bot.core.sinks import Sink
-from bot.core.types import Asker, ExchangeResult, Question, Turn
+from bot.core.types import Asker, ExchangeResult, Passage, Question, Turn
 
 log = logging.getLogger("concierge.pipeline")
 
@@ -62,6 +63,16 @@ class PipelineDeps:
 def visible_turns(turns: tuple[Turn, ...], access: AccessDecision) -> tuple[Turn, ...]:
     """The turns whose labels every reader of the audience satisfies (private: the asker)."""
     return tuple(t for t in turns if t.labels.readable_by(access.audience_principals))
+
+
+def answer_context(asked: Understood, passages: list[Passage]) -> dict[str, object]:
+    """The structured prompt for the offline model: the same passages, in the same order
+    and numbering as the rendered prompt, and the question as understood."""
+    views = tuple(
+        PassageView(i, p.title, p.text, p.section or "", p.updated or "")
+        for i, p in enumerate(passages, 1)
+    )
+    return AnswerContext(asked.question, views, asked.borrowed).to_kwargs()
 
 
 def trim_history(turns: tuple[Turn, ...], max_turns: int, max_tokens: int) -> tuple[Turn, ...]:
@@ -266,9 +277,11 @@ class Pipeline:
         # answered from a source this audience may not read never reaches the prompt.
         turns = visible_turns(question.history, access)
         # 4 retrieve
-        query = " ".join([*(t.question for t in turns[-1:]), text])
+        # Greetings, mentions and pasted codes removed; a follow-up borrows from the visible
+        # turns only, an unrelated next question stands on its own.
+        asked = understand(text, turns)
         found: Retrieval = await self.deps.retriever.retrieve(
-            query=query, access=access, audience=question.audience, k=cfg.retrieval.top_k
+            query=asked.query, access=access, audience=question.audience, k=cfg.retrieval.top_k
         )
         result.sources_searched = found.searched
         result.sources_withheld = found.withheld_sources
@@ -343,6 +356,7 @@ class Pipeline:
             started=question.received_at,
             shrink=shrink,
             max_chars=cfg.limits.max_answer_chars,
+            context=answer_context(asked, found.passages),
         ):
             await out(piece)
         answer = gen.text
