@@ -266,6 +266,11 @@ class Limits(_Strict):
 
 class Retrieval(_Strict):
     top_k: int = Field(default=6, ge=1, le=50)
+    # Below this fused relevance (0..1) for the best passage, there is no answer: the model
+    # is not asked and the nearest documents are named instead. Applies only when every
+    # passage carries a relevance (docs sources); 0 turns it off. Calibrated on
+    # bench/quality.py.
+    min_relevance: float = Field(default=0.12, ge=0, le=1)
     history_turns: int = Field(default=4, ge=0, le=50)
     history_tokens: int = Field(default=1500, ge=0, le=100_000)
 

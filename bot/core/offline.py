@@ -44,9 +44,9 @@ NO_ANSWER = (
 # plus SEMANTIC_WEIGHT times how far its embedding similarity to the question rises above
 # SEMANTIC_FLOOR (unrelated text sits around 0.1-0.3 with the local model). Below
 # MIN_SENTENCE_SCORE there is no answer. Calibrated on bench/quality.py.
-SEMANTIC_WEIGHT = 1.0
-SEMANTIC_FLOOR = 0.3
-MIN_SENTENCE_SCORE = 0.25
+SEMANTIC_WEIGHT = 0.7
+SEMANTIC_FLOOR = 0.15
+MIN_SENTENCE_SCORE = 0.32
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,40 @@ def visible_turns(turns: tuple[Turn, ...], access: AccessDecision) -> tuple[Turn
     return tuple(t for t in turns if t.labels.readable_by(access.audience_principals))
 
 
+NEAREST = 3
+
+
+def too_weak(passages: list[Passage], floor: float) -> bool:
+    """True when every passage says how relevant it is and even the best is below
+    ``floor``: an answer from them would be a stretch (sources that cannot tell, such as
+    sql rows, never make a question unanswerable this way)."""
+    scores = [p.relevance for p in passages]
+    return bool(scores) and floor > 0 and all(s is not None and s < floor for s in scores)
+
+
+RELATIVE_FLOOR = 0.5
+
+
+def keep_relevant(passages: list[Passage], floor: float) -> list[Passage]:
+    """The passages at least ``floor`` and RELATIVE_FLOOR of the best one's relevance (a
+    passage that cannot tell its relevance is kept)."""
+    best = max((p.relevance for p in passages if p.relevance is not None), default=0.0)
+    cut = max(floor, RELATIVE_FLOOR * best)
+    return [p for p in passages if p.relevance is None or p.relevance >= cut]
+
+
+def nearest_titles(passages: list[Passage]) -> list[str]:
+    """The titles of the best few distinct documents, as places to look."""
+    out: list[str] = []
+    for p in passages:
+        label = f"{p.title} ({p.source})" if p.title else p.source
+        if label not in out:
+            out.append(label)
+        if len(out) == NEAREST:
+            break
+    return out
+
+
 def answer_context(asked: Understood, passages: list[Passage]) -> dict[str, object]:
     """The structured prompt for the offline model: the same passages, in the same order
     and numbering as the rendered prompt, and the question as understood."""
@@ -283,6 +317,11 @@ class Pipeline:
         found: Retrieval = await self.deps.retriever.retrieve(
             query=asked.query, access=access, audience=question.audience, k=cfg.retrieval.top_k
         )
+        nearest = nearest_titles(found.passages)
+        if too_weak(found.passages, cfg.retrieval.min_relevance):
+            found.passages = []  # nothing relevant enough: no model is asked to stretch it
+        else:  # far weaker passages add noise (and labels) to the prompt, not evidence
+            found.passages = keep_relevant(found.passages, cfg.retrieval.min_relevance)
         result.sources_searched = found.searched
         result.sources_withheld = found.withheld_sources
         result.private_answer_available = bool(found.withheld)
@@ -381,6 +420,11 @@ class Pipeline:
             note = (
                 "\n\n(Note: " + "; ".join(result.notices) + ", so this answer may be incomplete.)"
             )
+            answer += note
+            await out(note)
+        if (gen.no_answer or not found.passages) and nearest and not gen.refused:
+            # Titles only, of passages this audience may read (already filtered).
+            note = "\n\nThe nearest documents, which may help: " + "; ".join(nearest) + "."
             answer += note
             await out(note)
         offers = self._offers(access, text, gen.no_answer or not found.passages)
