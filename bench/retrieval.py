@@ -1,11 +1,12 @@
-"""Retrieval benchmark: 100,000 generated passages, permission-filtered BM25 queries.
+"""Retrieval benchmark: 100,000 generated passages, permission-filtered hybrid queries
+(BM25 and, with ``--dense local``, the default, passage vectors of the local embedding model).
 
 Builds a docs folder of generated Markdown files (front matter with readers on a share of
 them), indexes it through the real docs connector, then times queries through
 ``Connector.search`` (access check, index query with the readers filter, ACL re-check,
 thread hop) for an asker holding a few groups.
 
-    .venv/bin/python -m bench.retrieval [--passages 100000] [--queries 2000]
+    .venv/bin/python -m bench.retrieval [--passages 100000] [--queries 2000] [--dense off|local]
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import time
 from pathlib import Path
 
 from bot.config import WorkspaceConfig
+from bot.core.embeddings import local_embedder
 from connectors.base import ConnectorContext
 from connectors.docs import DocsConnector
 
@@ -90,6 +92,7 @@ async def main() -> None:
     ap.add_argument("--per-file", type=int, default=20)
     ap.add_argument("--queries", type=int, default=2_000)
     ap.add_argument("--k", type=int, default=6)
+    ap.add_argument("--dense", choices=("off", "local"), default="local")
     args = ap.parse_args()
     rng = random.Random(42)
     tmp = Path(tempfile.mkdtemp(prefix="concierge-bench-"))
@@ -107,7 +110,10 @@ async def main() -> None:
                 "path": tmp / "c.yaml",
             }
         )
-        ctx = ConnectorContext(config=config, index_dir=tmp / "index", refresh_interval_s=3600)
+        embedder = local_embedder() if args.dense == "local" else None
+        ctx = ConnectorContext(
+            config=config, index_dir=tmp / "index", refresh_interval_s=3600, embedder=embedder
+        )
         conn = DocsConnector(config.sources[0], ctx)
         rss_before = rss_mb()
         t0 = time.perf_counter()
@@ -140,7 +146,9 @@ async def main() -> None:
         print(
             f"index build             {build_s:.1f} s ({args.passages / build_s:,.0f} passages/s)"
         )
-        print(f"index size on disk      {size_mb:.0f} MB")
+        dense_mb = sum(p.stat().st_size for p in (tmp / "index").rglob("dense-*")) / 1e6
+        print(f"dense retrieval         {args.dense}")
+        print(f"index size on disk      {size_mb:.0f} MB (passage vectors {dense_mb:.0f} MB)")
         print(f"max RSS                 {rss_mb():.0f} MB (before build {rss_before:.0f} MB)")
         print(f"no-change refresh scan  {noop_ms:.0f} ms")
         print(f"queries                 {len(times):,}, {hits / len(times):.1f} hits each")

@@ -56,8 +56,8 @@ MAX_TITLE_CHARS = 300
 MAX_URI_CHARS = 2_000
 # Hybrid search: each side proposes max(k * POOL_FACTOR, MIN_POOL) readable passages, and
 # the union is ranked by ``fuse``.
-POOL_FACTOR = 4
-MIN_POOL = 24
+POOL_FACTOR = 2
+MIN_POOL = 12
 BM25_HALF = 8.0
 DENSE_WEIGHT = 0.5
 
@@ -425,29 +425,33 @@ class DocsIndex:
             for score, address in searcher.search(q, limit=pool, count=False).hits:
                 row = _row(searcher.doc(address))
                 words[(row.get("key") or [""])[0] or row["location"][0]] = (score, row)
-        dense = self.dense if self.dense is not None and self.dense.loaded else None
-        near: dict[str, float] = {}
-        vector = None
-        if dense is not None and query.strip():
-            try:
-                vector = dense.embedder.query_vector(query)
-            except EmbeddingError as exc:  # words alone answer meanwhile
-                log.warning("embedding a question for %s failed: %s", self.folder.name, exc)
-                dense = None
-        if dense is not None and vector is not None:
-            near = dict(dense.search(vector, principals, pool))
-            for key in words:
-                if key not in near:
-                    near[key] = dense.cosine(vector, key) or 0.0
-            missing = [key for key in near if key not in words]
-            for row in self._rows_by_key(index, searcher, acl, missing):
-                words[row["key"][0]] = (0.0, row)
-        out = []
-        for key, (bm25, row) in words.items():
-            fused = fuse(bm25, near.get(key) if dense is not None else None)
-            out.append(row | {"score": fused, "bm25": bm25, "cosine": near.get(key)})
-        out.sort(key=lambda r: r["score"], reverse=True)
-        return out[:k]
+        vector = self._query_vector(query)
+        if vector is None or self.dense is None:
+            ranked = sorted(words, key=lambda key: words[key][0], reverse=True)[:k]
+            return [words[key][1] | {"score": fuse(words[key][0], None)} for key in ranked]
+        near = dict(self.dense.search(vector, principals, pool))
+        for key in words:
+            if key not in near:
+                near[key] = self.dense.cosine(vector, key) or 0.0
+        fused = {
+            key: fuse(words[key][0] if key in words else 0.0, cos) for key, cos in near.items()
+        }
+        best = sorted(fused, key=lambda key: fused[key], reverse=True)[:k]
+        # Stored text is read only for the winners found by meaning alone.
+        for row in self._rows_by_key(index, searcher, acl, [x for x in best if x not in words]):
+            words[row["key"][0]] = (0.0, row)
+        return [words[key][1] | {"score": fused[key]} for key in best if key in words]
+
+    def _query_vector(self, query: str) -> Any:
+        """The question's vector, or None when this index has none (or the provider failed:
+        words alone answer meanwhile)."""
+        if self.dense is None or not self.dense.loaded or not query.strip():
+            return None
+        try:
+            return self.dense.embedder.query_vector(query)
+        except EmbeddingError as exc:
+            log.warning("embedding a question for %s failed: %s", self.folder.name, exc)
+            return None
 
     def _rows_by_key(
         self, index: tantivy.Index, searcher: Any, acl: tantivy.Query, keys: list[str]

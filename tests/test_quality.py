@@ -54,7 +54,7 @@ def test_retrieval_recall_and_abstention_hold(measured: dict[str, Scores]) -> No
     scores = measured["local"]
     assert scores.recallk / scores.with_doc >= 0.90
     assert scores.abstention_precision >= 0.65, scores.misses
-    assert scores.abstention_recall >= 0.60, scores.misses
+    assert scores.abstention_recall >= 0.50, scores.misses
     assert scores.leaks == 0 and measured["off"].leaks == 0
 
 

@@ -124,28 +124,37 @@ def _local_tables() -> tuple[Any, npt.NDArray[np.float32]]:
 
 
 class LocalEmbedder(Embedder):
-    """WordLlama's 256-dimension static model, read from the installed package."""
+    """WordLlama's static model (256 dimensions, used truncated), read from the installed
+    package."""
 
-    model_id = "local:wordllama-l2-supercat-256-lc"
-    dim = 256
+    # WordLlama's vectors are Matryoshka-trained: the first 128 of the 256 numbers keep most of
+    # the meaning at half the memory and half the scan time per question (BENCHMARKS.md).
+    model_id = "local:wordllama-l2-supercat-128-lc"
+    dim = 128
     max_tokens = 512  # a passage's first tokens carry its topic; bounds the work per passage
+    max_chars = 4 * max_tokens
+    batch = 256
 
     def __init__(self) -> None:
         super().__init__()
         self.accepted_classes = frozenset(("public", "internal", "confidential"))
-        self.tokenizer, self.table = _local_tables()
+        tokenizer, table = _local_tables()
+        self.tokenizer, self.table = tokenizer, np.ascontiguousarray(table[:, : self.dim])
 
     def embed_documents(self, texts: list[str]) -> npt.NDArray[np.float32]:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
-        # Lower-cased: people type "pto" as often as "PTO".
-        lowered = [t.lower() for t in texts]
-        for i, enc in enumerate(self.tokenizer.encode_batch(lowered, add_special_tokens=False)):
-            ids = np.asarray(enc.ids[: self.max_tokens], dtype=np.int64)
-            if ids.size:
-                np.clip(ids, 0, self.table.shape[0] - 1, out=ids)
-                out[i] = self.table[ids].mean(axis=0)
+        # Lower-cased: people type "pto" as often as "PTO". In batches, so that indexing a
+        # large folder never holds every tokenised passage at once.
+        for start in range(0, len(texts), self.batch):
+            lowered = [t.lower()[: self.max_chars] for t in texts[start : start + self.batch]]
+            encoded = self.tokenizer.encode_batch(lowered, add_special_tokens=False)
+            for i, enc in enumerate(encoded, start):
+                ids = np.asarray(enc.ids[: self.max_tokens], dtype=np.int64)
+                if ids.size:
+                    np.clip(ids, 0, self.table.shape[0] - 1, out=ids)
+                    out[i] = self.table[ids].mean(axis=0)
         return _unit(out)
 
 

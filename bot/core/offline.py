@@ -24,6 +24,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
+from bot.core.query import content_words as meaningful_words
 from bot.core.text import content_words, sentences, stem, words
 
 SECTION_RE = {
@@ -47,14 +48,18 @@ NO_ANSWER = (
 SEMANTIC_WEIGHT = 0.7
 SEMANTIC_FLOOR = 0.15
 MIN_SENTENCE_SCORE = 0.32
+# A question word found only in the sentence's heading counts this much: every sentence of a
+# section shares its heading, and the one that says the word itself is the likelier answer.
+HEADING_WEIGHT = 0.6
 
 
 @dataclass(frozen=True)
 class _Candidate:
     passage: int
     text: str
-    terms: frozenset[str]
+    terms: frozenset[str]  # the sentence's and its heading's
     order: int
+    own: frozenset[str] = frozenset()  # the sentence's alone
 
 
 def estimate_tokens(text: str) -> int:
@@ -261,12 +266,17 @@ def answer_from(
     """The extractive answer and whether it found one: sentences scored by the question's
     words they share (weighted by rarity) and by meaning (embedding similarity), from the
     newest version of a topic; nothing when the best sentence is not relevant enough."""
-    current = _stems(ctx.question)
-    if not current:
-        return NO_ANSWER, False
-    # A follow-up ("and until when?") leans on the question it follows.
+    # A follow-up ("and until when?") leans on the question it follows; its own words count
+    # only when they mean something ("until", "when" alone do not).
+    strict = frozenset(stem(w) for w in meaningful_words(ctx.question))
+    if ctx.earlier and not strict:
+        current: frozenset[str] = frozenset()
+    else:
+        current = strict or _stems(ctx.question)
     earlier = _stems(ctx.earlier) - current if ctx.earlier else frozenset()
     q_terms = current | earlier
+    if not q_terms:
+        return NO_ANSWER, False
     weight = {t: (0.6 if t in earlier else 1.0) for t in q_terms}
     old = _superseded(ctx.passages)
     candidates: list[_Candidate] = []
@@ -278,7 +288,8 @@ def answer_from(
             sent = MARKUP_RE.sub("", sent).strip()
             if len(words(sent)) < 4:
                 continue
-            candidates.append(_Candidate(p.n, sent, _stems(sent + " " + header), j))
+            own = _stems(sent)
+            candidates.append(_Candidate(p.n, sent, own | _stems(header), j, own))
     if not candidates:
         return NO_ANSWER, False
     df: dict[str, int] = {}
@@ -294,7 +305,8 @@ def answer_from(
     wanted = _answer_type(ctx.question)
 
     def score(c: _Candidate) -> float:
-        hit = sum(idf[t] for t in c.terms & q_terms) / total
+        hit = sum(idf[t] * (1.0 if t in c.own else HEADING_WEIGHT) for t in c.terms & q_terms)
+        hit /= total
         sem = max(0.0, meaning[c] - SEMANTIC_FLOOR)
         typed = TYPE_BONUS if wanted is not None and wanted.search(c.text) else 0.0
         return hit + SEMANTIC_WEIGHT * sem + typed - 0.02 * (c.passage - 1) - 0.01 * c.order
