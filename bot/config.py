@@ -286,6 +286,7 @@ class Embeddings(_Strict):
     model: str | None = None
     base_url: str | None = None
     price: Price = Price()  # USD per million input tokens (``input``)
+    # local: 64, 128 (default) or 256; openai: sent as ``dimensions`` when set.
     dimensions: int | None = Field(default=None, gt=0)
     data_classes: tuple[DataClass, ...] | None = None
     timeout_s: float = Field(default=10.0, gt=0, le=300)

@@ -367,6 +367,9 @@ class DocsIndex:
         fails, the vectors are dropped (never left half-updated) and words alone answer
         until a later refresh rebuilds them."""
         if self.dense is None:
+            # Indexed without vectors: any stored ones no longer match the documents.
+            for stale in self.dir.glob("dense-*"):
+                stale.unlink(missing_ok=True)
             return
         try:
             self.dense.update(drop, added)
@@ -422,7 +425,8 @@ class DocsIndex:
             q = tantivy.Query.boolean_query(
                 [(tantivy.Occur.Must, text_q), (tantivy.Occur.Must, acl)]
             )
-            for score, address in searcher.search(q, limit=pool, count=False).hits:
+            # Reading stored text is the costly part: words propose k, meaning proposes more.
+            for score, address in searcher.search(q, limit=k, count=False).hits:
                 row = _row(searcher.doc(address))
                 words[(row.get("key") or [""])[0] or row["location"][0]] = (score, row)
         vector = self._query_vector(query)

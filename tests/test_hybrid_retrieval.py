@@ -110,6 +110,17 @@ def test_a_new_embedding_model_rebuilds_the_vectors_and_never_mixes(tmp_path: Pa
     assert names == ["dense-test_two.json", "dense-test_two.npy"]
 
 
+def test_vectors_left_from_a_run_without_them_are_never_reused(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    write(docs, "a.md", "# A\n\nAlpha text about lunches.\n")
+    DocsIndex(docs, tmp_path / "idx", embedder=CountingEmbedder()).refresh()
+    write(docs, "a.md", "# A\n\nAlpha text about bicycles now.\n")
+    DocsIndex(docs, tmp_path / "idx").refresh()  # dense retrieval turned off meanwhile
+    again = CountingEmbedder()
+    DocsIndex(docs, tmp_path / "idx", embedder=again).refresh()
+    assert again.embedded and "bicycles" in again.embedded[-1]
+
+
 async def test_openai_embeddings_bill_the_question_and_never_receive_confidential_text(
     env: dict[str, str], workspace: Any, monkeypatch: Any
 ) -> None:

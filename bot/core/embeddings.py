@@ -127,16 +127,22 @@ class LocalEmbedder(Embedder):
     """WordLlama's static model (256 dimensions, used truncated), read from the installed
     package."""
 
-    # WordLlama's vectors are Matryoshka-trained: the first 128 of the 256 numbers keep most of
-    # the meaning at half the memory and half the scan time per question (BENCHMARKS.md).
-    model_id = "local:wordllama-l2-supercat-128-lc"
-    dim = 128
+    # WordLlama's vectors are Matryoshka-trained: the first 128 (or 64) of the 256 numbers keep
+    # most of the meaning at a half (a quarter) of the memory and of the scan time per question
+    # (BENCHMARKS.md). ``embeddings.dimensions`` chooses; 128 by default.
+    dims = (64, 128, 256)
     max_tokens = 512  # a passage's first tokens carry its topic; bounds the work per passage
     max_chars = 4 * max_tokens
     batch = 256
 
-    def __init__(self) -> None:
+    def __init__(self, dim: int = 128) -> None:
         super().__init__()
+        if dim not in self.dims:
+            raise ConfigError(
+                f"embeddings: the local model has 64, 128 or 256 dimensions, not {dim}"
+            )
+        self.dim = dim
+        self.model_id = f"local:wordllama-l2-supercat-{dim}-lc"
         self.accepted_classes = frozenset(("public", "internal", "confidential"))
         tokenizer, table = _local_tables()
         self.tokenizer, self.table = tokenizer, np.ascontiguousarray(table[:, : self.dim])
@@ -234,10 +240,10 @@ def make_embedder(
         return None
     if spec.provider == "openai":
         return OpenAIEmbedder(spec, api_key=api_key, base_url=base_url)
-    return local_embedder()
+    return local_embedder(spec.dimensions or 128)
 
 
-@lru_cache(maxsize=1)
-def local_embedder() -> LocalEmbedder:
-    """One local model per process (loading it takes about half a second)."""
-    return LocalEmbedder()
+@lru_cache(maxsize=3)
+def local_embedder(dim: int = 128) -> LocalEmbedder:
+    """One local model per process and size (loading it takes about half a second)."""
+    return LocalEmbedder(dim)
