@@ -80,3 +80,4 @@ async def test_no_answer_names_the_nearest_documents_the_asker_may_read(
     named = result.answer.split("which may help:", 1)[1]
     assert "(handbook)" in named
     assert "(runbooks)" not in named and "(hr-policies)" not in named
+    assert result.labels.classes == frozenset({"internal"})  # the titles' labels travel

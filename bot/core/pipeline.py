@@ -87,13 +87,14 @@ def keep_relevant(passages: list[Passage], floor: float) -> list[Passage]:
     return [p for p in passages if p.relevance is None or p.relevance >= cut]
 
 
-def nearest_titles(passages: list[Passage]) -> list[str]:
-    """The titles of the best few distinct documents, as places to look."""
-    out: list[str] = []
+def nearest_documents(passages: list[Passage]) -> list[tuple[str, Passage]]:
+    """The titles of the best few distinct documents, as places to look, each with the
+    passage it comes from (whose labels the title carries)."""
+    out: list[tuple[str, Passage]] = []
     for p in passages:
         label = f"{p.title} ({p.source})" if p.title else p.source
-        if label not in out:
-            out.append(label)
+        if label not in (x for x, _ in out):
+            out.append((label, p))
         if len(out) == NEAREST:
             break
     return out
@@ -317,7 +318,7 @@ class Pipeline:
         found: Retrieval = await self.deps.retriever.retrieve(
             query=asked.query, access=access, audience=question.audience, k=cfg.retrieval.top_k
         )
-        nearest = nearest_titles(found.passages)
+        nearest = nearest_documents(found.passages)
         if too_weak(found.passages, cfg.retrieval.min_relevance):
             found.passages = []  # nothing relevant enough: no model is asked to stretch it
         else:  # far weaker passages add noise (and labels) to the prompt, not evidence
@@ -424,7 +425,13 @@ class Pipeline:
             await out(note)
         if (gen.no_answer or not found.passages) and nearest and not gen.refused:
             # Titles only, of passages this audience may read (already filtered).
-            note = "\n\nThe nearest documents, which may help: " + "; ".join(nearest) + "."
+            note = (
+                "\n\nThe nearest documents, which may help: "
+                + "; ".join(title for title, _ in nearest)
+                + "."
+            )
+            # The titles are document text: the answer now carries their labels too.
+            result.labels = Labels.join_all([result.labels, *(p.labels for _, p in nearest)])
             answer += note
             await out(note)
         offers = self._offers(access, text, gen.no_answer or not found.passages)
