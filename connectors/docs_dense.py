@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,12 +43,7 @@ class DenseStore:
         self.folder = folder
         self.vectors_path = folder / f"dense-{name}.npy"
         self.meta_path = folder / f"dense-{name}.json"
-        self.matrix: npt.NDArray[np.float32] = np.zeros((0, 0), dtype=np.float32)
-        self.keys: list[str] = []
-        self.paths: list[str] = []
-        self.groups: list[tuple[str, ...]] = []  # distinct reader sets
-        self.group_of: npt.NDArray[np.int32] = np.zeros(0, dtype=np.int32)
-        self.row_of: dict[str, int] = {}
+        self.snap = Snapshot.build(np.zeros((0, embedder.dim), dtype=np.float32), [], [], [])
         self.loaded = False
 
     def load(self) -> bool:
@@ -85,15 +81,12 @@ class DenseStore:
         paths: list[str],
         readers: list[tuple[str, ...]],
     ) -> None:
-        groups: dict[tuple[str, ...], int] = {}
-        group_of = np.fromiter(
-            (groups.setdefault(r, len(groups)) for r in readers), dtype=np.int32, count=len(keys)
-        )
-        self.matrix = np.ascontiguousarray(matrix, dtype=np.float32)
-        self.keys, self.paths = keys, paths
-        self.groups = list(groups)
-        self.group_of = group_of
-        self.row_of = {k: i for i, k in enumerate(keys)}
+        # One assignment: a search running meanwhile sees the old rows or the new, never a mix.
+        self.snap = Snapshot.build(matrix, keys, paths, readers)
+
+    @property
+    def keys(self) -> list[str]:
+        return self.snap.keys
 
     def update(
         self,
@@ -101,62 +94,102 @@ class DenseStore:
         added: list[tuple[str, str, tuple[str, ...], str]],
     ) -> None:
         """Drop the rows of ``drop_paths``; add ``(key, path, readers, text)`` rows."""
-        keep = [i for i, p in enumerate(self.paths) if p not in drop_paths]
+        old = self.snap
+        keep = [i for i, p in enumerate(old.paths) if p not in drop_paths]
         vectors = self.embedder.embed_documents([a[3] for a in added]) if added else None
-        parts = [self.matrix[keep]] if keep else []
+        parts = [old.matrix[keep]] if keep else []
         if vectors is not None and len(vectors):
             parts.append(vectors)
-        readers = [self.groups[self.group_of[i]] for i in keep] + [a[2] for a in added]
+        readers = [old.groups[old.group_of[i]] for i in keep] + [a[2] for a in added]
         matrix = np.vstack(parts) if parts else np.zeros((0, self.embedder.dim), dtype=np.float32)
         self._set(
             matrix,
-            [self.keys[i] for i in keep] + [a[0] for a in added],
-            [self.paths[i] for i in keep] + [a[1] for a in added],
+            [old.keys[i] for i in keep] + [a[0] for a in added],
+            [old.paths[i] for i in keep] + [a[1] for a in added],
             readers,
         )
         self.loaded = True
 
     def save(self) -> None:
         """Write vectors then metadata, each through a temporary file and a rename."""
+        snap = self.snap
         tmp = self.vectors_path.with_suffix(".tmp.npy")
-        np.save(tmp, self.matrix)
+        np.save(tmp, snap.matrix)
         tmp.replace(self.vectors_path)
         rows = [
-            [k, p, list(self.groups[g])]
-            for k, p, g in zip(self.keys, self.paths, self.group_of.tolist(), strict=True)
+            [k, p, list(snap.groups[g])]
+            for k, p, g in zip(snap.keys, snap.paths, snap.group_of.tolist(), strict=True)
         ]
         meta = {"version": DENSE_VERSION, "model": self.embedder.model_id, "rows": rows}
         tmp_meta = self.meta_path.with_suffix(".tmp")
         tmp_meta.write_text(json.dumps(meta))
         tmp_meta.replace(self.meta_path)
 
-    def allowed_rows(self, principals: frozenset[str]) -> npt.NDArray[np.intp]:
+    def allowed_rows(
+        self, principals: frozenset[str], snap: Snapshot | None = None
+    ) -> npt.NDArray[np.intp]:
         """Rows the holder of ``principals`` may read (``*``: the source's own readers)."""
+        snap = snap or self.snap
         wanted = principals | {"*"}
         ok = np.fromiter(
-            (bool(wanted.intersection(g)) for g in self.groups), dtype=bool, count=len(self.groups)
+            (bool(wanted.intersection(g)) for g in snap.groups), dtype=bool, count=len(snap.groups)
         )
         if not len(ok):
             return np.zeros(0, dtype=np.intp)
-        return np.flatnonzero(ok[self.group_of])
+        return np.flatnonzero(ok[snap.group_of])
 
     def search(
         self, query: npt.NDArray[np.float32], principals: frozenset[str], n: int
     ) -> list[tuple[str, float]]:
         """The ``n`` readable passages nearest the query: ``(key, cosine)``, best first."""
-        if not self.keys or n <= 0:
+        snap = self.snap
+        if not snap.keys or n <= 0:
             return []
-        rows = self.allowed_rows(principals)
+        rows = self.allowed_rows(principals, snap)
         if not len(rows):
             return []
         # One product over every row is cheaper than copying the readable rows out; ranking
         # then happens among readable rows only.
-        scores = (self.matrix @ query)[rows]
+        scores = (snap.matrix @ query)[rows]
         n = min(n, len(scores))
         top = np.argpartition(-scores, n - 1)[:n]
         top = top[np.argsort(-scores[top])]
-        return [(self.keys[int(rows[j])], float(scores[j])) for j in top]
+        return [(snap.keys[int(rows[j])], float(scores[j])) for j in top]
 
     def cosine(self, query: npt.NDArray[np.float32], key: str) -> float | None:
-        row = self.row_of.get(key)
-        return None if row is None else float(self.matrix[row] @ query)
+        snap = self.snap
+        row = snap.row_of.get(key)
+        return None if row is None else float(snap.matrix[row] @ query)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The rows of a store at one moment (replaced whole, never changed)."""
+
+    matrix: npt.NDArray[np.float32]
+    keys: list[str]
+    paths: list[str]
+    groups: list[tuple[str, ...]]  # distinct reader sets
+    group_of: npt.NDArray[np.int32]  # each row's reader set
+    row_of: dict[str, int]
+
+    @classmethod
+    def build(
+        cls,
+        matrix: npt.NDArray[np.float32],
+        keys: list[str],
+        paths: list[str],
+        readers: list[tuple[str, ...]],
+    ) -> Snapshot:
+        groups: dict[tuple[str, ...], int] = {}
+        group_of = np.fromiter(
+            (groups.setdefault(r, len(groups)) for r in readers), dtype=np.int32, count=len(keys)
+        )
+        return cls(
+            np.ascontiguousarray(matrix, dtype=np.float32),
+            keys,
+            paths,
+            list(groups),
+            group_of,
+            {k: i for i, k in enumerate(keys)},
+        )
