@@ -10,6 +10,7 @@ must get no answer, versus the answers that were "I couldn't find"); and leaks (
 string in any answer, which must stay 0).
 
     .venv/bin/python -m bench.quality [--set bench/quality/acme.yaml] [--modes off,local]
+        [--modes off,local,openai --openai-model NAME --openai-url URL]
 """
 
 from __future__ import annotations
@@ -98,8 +99,10 @@ def load_set(path: Path = SET) -> list[dict[str, Any]]:
     return list(data["questions"] if isinstance(data, dict) else data)
 
 
-def with_embeddings(config: WorkspaceConfig, provider: str) -> WorkspaceConfig:
-    spec = Embeddings(provider=provider)  # type: ignore[arg-type]
+def with_embeddings(
+    config: WorkspaceConfig, provider: str, model: str | None = None, url: str | None = None
+) -> WorkspaceConfig:
+    spec = Embeddings(provider=provider, model=model, base_url=url)  # type: ignore[arg-type]
     return config.model_copy(update={"embeddings": spec})
 
 
@@ -109,9 +112,13 @@ async def evaluate(
     mode: str = "local",
     config: WorkspaceConfig | None = None,
     workdir: Path | None = None,
+    openai_model: str | None = None,
+    openai_url: str | None = None,
 ) -> Scores:
-    """Ask every question through the pipeline with embeddings ``mode`` (off | local)."""
-    config = with_embeddings(config or load_config(DEFAULT_CONFIG), mode)
+    """Ask every question through the pipeline with embeddings ``mode`` (off | local |
+    openai, the last with a model and an endpoint; its key from OPENAI_API_KEY)."""
+    base = config or load_config(DEFAULT_CONFIG)
+    config = with_embeddings(base, mode, openai_model, openai_url)
     own = workdir is None
     folder = Path(tempfile.mkdtemp(prefix="concierge-quality-")) if own else workdir
     assert folder is not None
@@ -121,7 +128,6 @@ async def evaluate(
         database_url=f"sqlite:///{folder / mode}.db",
         CONCIERGE_INDEX_REFRESH_S=3600,
         redis_url=None,
-        openai_api_key=None,
     )
     (folder / mode).mkdir(parents=True, exist_ok=True)
     rt = await build_runtime(settings, config=config)
@@ -214,9 +220,16 @@ async def main() -> None:
     ap.add_argument("--set", type=Path, default=SET)
     ap.add_argument("--modes", default="off,local")
     ap.add_argument("--misses", action="store_true", help="print the questions that failed")
+    ap.add_argument("--openai-model", help="embedding model for --modes …,openai")
+    ap.add_argument("--openai-url", help="its OpenAI-compatible base URL (…/v1)")
     args = ap.parse_args()
     questions = load_set(args.set)
-    results = [await evaluate(questions, mode=m) for m in args.modes.split(",")]
+    results = [
+        await evaluate(
+            questions, mode=m, openai_model=args.openai_model, openai_url=args.openai_url
+        )
+        for m in args.modes.split(",")
+    ]
     print(f"{len(questions)} questions from {args.set}")
     print(report(results))
     if args.misses:
