@@ -1,4 +1,5 @@
-"""Retrieval benchmark: 100,000 generated passages, permission-filtered BM25 queries.
+"""Retrieval benchmark: 100,000 generated passages, permission-filtered hybrid queries
+(BM25 and, with ``--dense local``, the default, passage vectors of the local embedding model).
 
 Builds a docs folder of generated Markdown files (front matter with readers on a share of
 them), indexes it through the real docs connector, then times queries through
@@ -6,6 +7,7 @@ them), indexes it through the real docs connector, then times queries through
 thread hop) for an asker holding a few groups.
 
     .venv/bin/python -m bench.retrieval [--passages 100000] [--queries 2000]
+        [--dense off|local] [--dims 128]
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import time
 from pathlib import Path
 
 from bot.config import WorkspaceConfig
+from bot.core.embeddings import local_embedder
 from connectors.base import ConnectorContext
 from connectors.docs import DocsConnector
 
@@ -90,6 +93,8 @@ async def main() -> None:
     ap.add_argument("--per-file", type=int, default=20)
     ap.add_argument("--queries", type=int, default=2_000)
     ap.add_argument("--k", type=int, default=6)
+    ap.add_argument("--dense", choices=("off", "local"), default="local")
+    ap.add_argument("--dims", type=int, default=128, help="local model size: 64, 128 or 256")
     args = ap.parse_args()
     rng = random.Random(42)
     tmp = Path(tempfile.mkdtemp(prefix="concierge-bench-"))
@@ -107,7 +112,10 @@ async def main() -> None:
                 "path": tmp / "c.yaml",
             }
         )
-        ctx = ConnectorContext(config=config, index_dir=tmp / "index", refresh_interval_s=3600)
+        embedder = local_embedder(args.dims) if args.dense == "local" else None
+        ctx = ConnectorContext(
+            config=config, index_dir=tmp / "index", refresh_interval_s=3600, embedder=embedder
+        )
         conn = DocsConnector(config.sources[0], ctx)
         rss_before = rss_mb()
         t0 = time.perf_counter()
@@ -125,13 +133,22 @@ async def main() -> None:
         for q in queries[:50]:  # warm up
             await conn.search(query=q, principals=principals, k=args.k)
         times = []
+        words_only: list[float] = []  # the same queries, words alone, interleaved (same load)
+        dense = conn.index.dense
         hits = 0
         for q in queries:
             t = time.perf_counter()
             found = await conn.search(query=q, principals=principals, k=args.k)
             times.append((time.perf_counter() - t) * 1000)
             hits += len(found)
+            if dense is not None:
+                conn.index.dense = None
+                t = time.perf_counter()
+                await conn.search(query=q, principals=principals, k=args.k)
+                words_only.append((time.perf_counter() - t) * 1000)
+                conn.index.dense = dense
         times.sort()
+        words_only.sort()
         pct = lambda p: times[min(len(times) - 1, int(p / 100 * len(times)))]  # noqa: E731
         print(
             f"passages indexed        {args.passages:,} in {args.passages // args.per_file:,} files"
@@ -140,7 +157,9 @@ async def main() -> None:
         print(
             f"index build             {build_s:.1f} s ({args.passages / build_s:,.0f} passages/s)"
         )
-        print(f"index size on disk      {size_mb:.0f} MB")
+        dense_mb = sum(p.stat().st_size for p in (tmp / "index").rglob("dense-*")) / 1e6
+        print(f"dense retrieval         {args.dense} ({args.dims} dimensions)")
+        print(f"index size on disk      {size_mb:.0f} MB (passage vectors {dense_mb:.0f} MB)")
         print(f"max RSS                 {rss_mb():.0f} MB (before build {rss_before:.0f} MB)")
         print(f"no-change refresh scan  {noop_ms:.0f} ms")
         print(f"queries                 {len(times):,}, {hits / len(times):.1f} hits each")
@@ -148,6 +167,12 @@ async def main() -> None:
             f"search latency ms       p50 {statistics.median(times):.2f}  p95 {pct(95):.2f}  "
             f"p99 {pct(99):.2f}  max {times[-1]:.2f}"
         )
+        if words_only:
+            w = lambda p: words_only[min(len(words_only) - 1, int(p / 100 * len(words_only)))]  # noqa: E731
+            print(
+                f"same queries, words only p50 {statistics.median(words_only):.2f}  "
+                f"p95 {w(95):.2f}  p99 {w(99):.2f}  (interleaved: the same machine load)"
+            )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

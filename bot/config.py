@@ -285,8 +285,45 @@ class Limits(_Strict):
 
 class Retrieval(_Strict):
     top_k: int = Field(default=6, ge=1, le=50)
+    # Below this fused relevance (0..1) for the best passage, there is no answer: the model
+    # is not asked and the nearest documents are named instead. Applies only when every
+    # passage carries a relevance (docs sources); 0 turns it off. Calibrated on
+    # bench/quality.py.
+    min_relevance: float = Field(default=0.12, ge=0, le=1)
     history_turns: int = Field(default=4, ge=0, le=50)
     history_tokens: int = Field(default=1500, ge=0, le=100_000)
+
+
+class Embeddings(_Strict):
+    """The dense half of hybrid retrieval. ``local``: a static embedding model whose weights
+    ship in a registry package (CPU, no network). ``openai``: any OpenAI-compatible
+    ``/v1/embeddings`` endpoint; it receives document text, so only sources of the data
+    classes it accepts are embedded (the others are searched by words only). ``off``: words
+    only."""
+
+    provider: Literal["local", "openai", "off"] = "local"
+    model: str | None = None
+    base_url: str | None = None
+    price: Price = Price()  # USD per million input tokens (``input``)
+    # local: 64, 128 (default) or 256; openai: sent as ``dimensions`` when set.
+    dimensions: int | None = Field(default=None, gt=0)
+    data_classes: tuple[DataClass, ...] | None = None
+    timeout_s: float = Field(default=10.0, gt=0, le=300)
+    batch_size: int = Field(default=64, ge=1, le=2048)
+
+    @model_validator(mode="after")
+    def _needs_model(self) -> Embeddings:
+        if self.provider == "openai" and not self.model:
+            raise ValueError("embeddings: provider openai needs 'model'")
+        return self
+
+    @property
+    def accepted_classes(self) -> frozenset[str]:
+        """Local runs on this machine and may read everything; a remote endpoint accepts
+        public and internal text unless ``data_classes`` says otherwise."""
+        if self.provider != "openai":
+            return frozenset(DATA_CLASSES)
+        return frozenset(self.data_classes or ("public", "internal"))
 
 
 JOB_NAMES = ("weekly_report", "retention_purge", "reindex", "review_reminders", "grant_expiry")
@@ -368,6 +405,7 @@ class WorkspaceConfig(_Strict):
     routing: Routing = Routing()
     limits: Limits = Limits()
     retrieval: Retrieval = Retrieval()
+    embeddings: Embeddings = Embeddings()
     jobs: Jobs = Jobs()
     retention: Retention = Retention()
     redaction: RedactionSettings = RedactionSettings()

@@ -19,6 +19,7 @@ from bot.config import WorkspaceConfig, load_config, unknown_keys
 from bot.core.access import AccessPolicy, ActiveGrant
 from bot.core.breaker import Breaker, LocalBreaker, RedisBreaker
 from bot.core.budgets import Budgets, Ledger, LocalLedger, RedisLedger
+from bot.core.embeddings import make_embedder
 from bot.core.generate import ModelRouter, RouterTimings
 from bot.core.identity import DirectoryResolver, IdentityResolver, UnknownPerson
 from bot.core.limits import LocalRateLimiter, RateLimiter, RedisRateLimiter
@@ -202,8 +203,15 @@ async def build_runtime(
     """Everything the pipeline needs. Raises ConfigError / StoreError with a readable message."""
     config = config or load_config(settings.concierge_config)
     store = await asyncio.to_thread(Store.open, settings.effective_database_url)
+    embedder = await asyncio.to_thread(
+        make_embedder,
+        config.embeddings,
+        api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
+        base_url=settings.openai_base_url,
+    )
     context = ConnectorContext(
         config=config,
+        embedder=embedder,
         index_dir=settings.index_dir.resolve(),
         refresh_interval_s=settings.index_refresh_s,
         secrets=settings.secrets_named(
@@ -257,7 +265,7 @@ async def build_runtime(
             limiter=make_limiter(settings, config),
             policy=policy,
             grants=runtime.grants,
-            retriever=Retriever(connectors),
+            retriever=Retriever(connectors, embedder),
             prompt=load_prompt("answer"),
             router=router,
             recorder=runtime.record,

@@ -20,6 +20,7 @@ from typing import ClassVar
 
 from bot.config import Source, WorkspaceConfig
 from bot.core.access import may_read_source, source_token
+from bot.core.embeddings import Embedder
 from bot.core.types import Passage
 from bot.errors import ConciergeError
 from bot.telemetry import CONNECTOR_ERRORS, CONNECTOR_SECONDS
@@ -47,6 +48,7 @@ class ConnectorContext:
     index_dir: Path
     refresh_interval_s: float = 10.0
     secrets: Mapping[str, str] = field(default_factory=dict)  # credentials named in config
+    embedder: Embedder | None = None  # dense retrieval (None: words only)
 
 
 class Connector(ABC):

@@ -29,9 +29,11 @@ from typing import Any
 
 import tantivy
 
+from bot.core.embeddings import Embedder, EmbeddingError
 from bot.core.text import content_words, slug
 from bot.core.types import Passage
 from connectors.base import Connector, ConnectorContext, SourceUnavailable
+from connectors.docs_dense import DenseStore, passage_key
 from connectors.docs_files import (
     MAX_FILE_BYTES,
     SUFFIXES,
@@ -46,12 +48,18 @@ __all__ = ["MAX_FILE_BYTES", "SUFFIXES", "DocsConnector", "DocsIndex", "Document
 
 log = logging.getLogger("concierge.connectors.docs")
 
-SCHEMA_VERSION = 3  # 3: fail-closed front matter, no links, bounded passages (re-index all)
+SCHEMA_VERSION = 4  # 4: a passage key for the dense vectors (re-index all)
 CHUNK_WORDS = 160
 MAX_PASSAGE_CHARS = 4_000
 MAX_PASSAGES_PER_FILE = 2_000
 MAX_TITLE_CHARS = 300
 MAX_URI_CHARS = 2_000
+# Hybrid search: each side proposes max(k * POOL_FACTOR, MIN_POOL) readable passages, and
+# the union is ranked by ``fuse``.
+POOL_FACTOR = 2
+MIN_POOL = 12
+BM25_HALF = 8.0
+DENSE_WEIGHT = 0.5
 
 
 def build_schema() -> tantivy.Schema:
@@ -64,6 +72,7 @@ def build_schema() -> tantivy.Schema:
     sb.add_text_field("uri", stored=True, tokenizer_name="raw", index_option="basic")
     sb.add_text_field("location", stored=True, tokenizer_name="raw", index_option="basic")
     sb.add_text_field("updated", stored=True, tokenizer_name="raw", index_option="basic")
+    sb.add_text_field("key", stored=True, tokenizer_name="raw", index_option="basic")
     return sb.build()
 
 
@@ -224,13 +233,22 @@ def parse_document(path: Path, rel: str, *, base_url: str | None = None) -> Pars
 class DocsIndex:
     """A Tantivy index of one folder, with a manifest of what was indexed from which file."""
 
-    def __init__(self, folder: Path, index_dir: Path, *, base_url: str | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        index_dir: Path,
+        *,
+        base_url: str | None = None,
+        embedder: Embedder | None = None,
+    ) -> None:
         self.folder = folder
         self.dir = index_dir
         self.base_url = base_url
         self._lock = threading.Lock()
         self._index: tantivy.Index | None = None
         self.warnings: dict[str, str] = {}
+        self.dense = DenseStore(index_dir, embedder) if embedder is not None else None
+        self.dense_warning: str | None = None
 
     @property
     def manifest_path(self) -> Path:
@@ -275,7 +293,12 @@ class DocsIndex:
             )
             scan = self.scan()
             current = scan.files
-            changed = [r for r, sig in current.items() if known.get(r, {}).get("sig") != list(sig)]
+            rebuild = self.dense is not None and not self.dense.loaded and not self.dense.load()
+            changed = [
+                r
+                for r, sig in current.items()
+                if rebuild or known.get(r, {}).get("sig") != list(sig)
+            ]
             removed = [r for r in known if r not in current]
             if changed or removed:
                 known = self._reindex(index, known, current, changed, removed)
@@ -293,6 +316,7 @@ class DocsIndex:
         """Re-read ``changed``, drop ``removed``; returns the new manifest entries."""
         writer = self._writer(index)
         new_known = {r: v for r, v in known.items() if r in current}
+        vectors: list[tuple[str, str, tuple[str, ...], str]] = []
         for rel in removed:
             writer.delete_documents_by_term("path", rel)
         for rel in changed:
@@ -304,7 +328,9 @@ class DocsIndex:
             except DocumentError as exc:
                 entry["warning"] = f"{rel}: {exc}; the file is skipped until it is fixed"
             else:
-                for c in doc.chunks:
+                for ordinal, c in enumerate(doc.chunks):
+                    key = passage_key(rel, ordinal)
+                    vectors.append((key, rel, doc.readers, f"{doc.title}. {c.section}. {c.body}"))
                     writer.add_document(
                         tantivy.Document(
                             path=rel,
@@ -315,6 +341,7 @@ class DocsIndex:
                             uri=doc.uri,
                             location=c.location,
                             updated=doc.updated,
+                            key=key,
                         )
                     )
                 entry["chunks"] = len(doc.chunks)
@@ -324,6 +351,7 @@ class DocsIndex:
                         "first are indexed (split the file)"
                     )
             new_known[rel] = entry
+        self._update_dense(set(changed) | set(removed), vectors)
         writer.commit()
         writer.wait_merging_threads()
         index.reload()
@@ -331,6 +359,28 @@ class DocsIndex:
         tmp.write_text(json.dumps({"schema": SCHEMA_VERSION, "files": new_known}))
         tmp.replace(self.manifest_path)
         return new_known
+
+    def _update_dense(
+        self, drop: set[str], added: list[tuple[str, str, tuple[str, ...], str]]
+    ) -> None:
+        """Bring the passage vectors in line with the documents. When the embedding provider
+        fails, the vectors are dropped (never left half-updated) and words alone answer
+        until a later refresh rebuilds them."""
+        if self.dense is None:
+            # Indexed without vectors: any stored ones no longer match the documents.
+            for stale in self.dir.glob("dense-*"):
+                stale.unlink(missing_ok=True)
+            return
+        try:
+            self.dense.update(drop, added)
+            self.dense.save()
+            self.dense_warning = None
+        except (EmbeddingError, OSError) as exc:
+            self.dense_warning = f"passage vectors could not be computed ({exc}); words only"
+            log.warning("%s: %s", self.folder.name, self.dense_warning)
+            self.dense.loaded = False
+            self.dense.vectors_path.unlink(missing_ok=True)
+            self.dense.meta_path.unlink(missing_ok=True)
 
     def _set_warnings(self, scan: FolderScan, known: dict[str, Any]) -> None:
         """Every skipped or cut file, named, from this scan and the manifest (a file skipped
@@ -355,26 +405,84 @@ class DocsIndex:
                 time.sleep(0.05)
 
     def search(self, query: str, principals: frozenset[str], k: int) -> list[dict[str, Any]]:
+        """The ``k`` best passages the holder of ``principals`` may read: BM25 and, when
+        passage vectors exist, dense similarity, both filtered by readers before ranking,
+        fused into one score (``score``, 0..1, comparable across sources)."""
         if not self.folder.is_dir():
             raise SourceUnavailable(f"folder {self.folder} does not exist")
         index = self._open()
-        terms = content_words(query)[:48]
-        if not terms:
-            return []
-        text_q, _errors = index.parse_query_lenient(
-            " ".join(terms),
-            ["title", "section", "body"],
-            field_boosts={"title": 2.0, "section": 1.5},
-        )
+        pool = max(k * POOL_FACTOR, MIN_POOL)
         acl = tantivy.Query.term_set_query(index.schema, "readers", sorted(principals | {"*"}))
-        q = tantivy.Query.boolean_query([(tantivy.Occur.Must, text_q), (tantivy.Occur.Must, acl)])
         searcher = index.searcher()
-        hits = searcher.search(q, limit=k, count=False).hits
-        out = []
-        for score, address in hits:
-            d = searcher.doc(address)
-            out.append({f: d.get_all(f) for f in d.to_dict()} | {"score": score})
-        return out
+        words: dict[str, tuple[float, dict[str, Any]]] = {}
+        terms = content_words(query)[:48]
+        if terms:
+            text_q, _errors = index.parse_query_lenient(
+                " ".join(terms),
+                ["title", "section", "body"],
+                field_boosts={"title": 2.0, "section": 1.5},
+            )
+            q = tantivy.Query.boolean_query(
+                [(tantivy.Occur.Must, text_q), (tantivy.Occur.Must, acl)]
+            )
+            # Reading stored text is the costly part: words propose k, meaning proposes more.
+            for score, address in searcher.search(q, limit=k, count=False).hits:
+                row = _row(searcher.doc(address))
+                words[(row.get("key") or [""])[0] or row["location"][0]] = (score, row)
+        vector = self._query_vector(query)
+        if vector is None or self.dense is None:
+            ranked = sorted(words, key=lambda key: words[key][0], reverse=True)[:k]
+            return [words[key][1] | {"score": fuse(words[key][0], None)} for key in ranked]
+        near = dict(self.dense.search(vector, principals, pool))
+        for key in words:
+            if key not in near:
+                near[key] = self.dense.cosine(vector, key) or 0.0
+        fused = {
+            key: fuse(words[key][0] if key in words else 0.0, cos) for key, cos in near.items()
+        }
+        best = sorted(fused, key=lambda key: fused[key], reverse=True)[:k]
+        # Stored text is read only for the winners found by meaning alone.
+        for row in self._rows_by_key(index, searcher, acl, [x for x in best if x not in words]):
+            words[row["key"][0]] = (0.0, row)
+        return [words[key][1] | {"score": fused[key]} for key in best if key in words]
+
+    def _query_vector(self, query: str) -> Any:
+        """The question's vector, or None when this index has none (or the provider failed:
+        words alone answer meanwhile)."""
+        if self.dense is None or not self.dense.loaded or not query.strip():
+            return None
+        try:
+            return self.dense.embedder.query_vector(query)
+        except EmbeddingError as exc:
+            log.warning("embedding a question for %s failed: %s", self.folder.name, exc)
+            return None
+
+    def _rows_by_key(
+        self, index: tantivy.Index, searcher: Any, acl: tantivy.Query, keys: list[str]
+    ) -> list[dict[str, Any]]:
+        """The stored passages with these keys, readers checked again by Tantivy."""
+        if not keys:
+            return []
+        by_key = tantivy.Query.term_set_query(index.schema, "key", keys)
+        q = tantivy.Query.boolean_query([(tantivy.Occur.Must, by_key), (tantivy.Occur.Must, acl)])
+        hits = searcher.search(q, limit=len(keys), count=False).hits
+        return [_row(searcher.doc(address)) for _score, address in hits]
+
+
+def _row(doc: Any) -> dict[str, Any]:
+    return {f: doc.get_all(f) for f in doc.to_dict()}
+
+
+def fuse(bm25: float, cosine: float | None) -> float:
+    """One relevance score in 0..1 from a BM25 score (saturated: 0 at no match, one half at
+    BM25_HALF) and, when the source has vectors, the cosine similarity (weighted DENSE_WEIGHT).
+    Weighted rather than reciprocal-rank fusion: the score keeps its meaning across questions,
+    so it can rank passages of several sources together and decide whether there is an
+    answer at all (see BENCHMARKS.md for the measurements behind the weights)."""
+    words = bm25 / (bm25 + BM25_HALF) if bm25 > 0 else 0.0
+    if cosine is None:
+        return words
+    return (1 - DENSE_WEIGHT) * words + DENSE_WEIGHT * max(0.0, cosine)
 
 
 class DocsConnector(Connector):
@@ -384,8 +492,14 @@ class DocsConnector(Connector):
         super().__init__(source, context)
         folder = context.config.resolve(str(source.setting("path", source.name)))
         key = hashlib.sha1(str(folder).encode()).hexdigest()[:10]
+        embedder = context.embedder
+        if embedder is not None and source.data_class not in embedder.accepted_classes:
+            embedder = None  # its text may not go to that provider: words only
         self.index = DocsIndex(
-            folder, context.index_dir / f"{source.name}-{key}", base_url=source.setting("base_url")
+            folder,
+            context.index_dir / f"{source.name}-{key}",
+            base_url=source.setting("base_url"),
+            embedder=embedder,
         )
         self._last_refresh = 0.0
         self._refresh_lock = asyncio.Lock()
@@ -482,6 +596,7 @@ class DocsConnector(Connector):
                         uri=r["uri"][0],
                         text=r["body"][0],
                         score=float(r["score"]),
+                        relevance=float(r["score"]),
                         readers=tuple(r["readers"]),
                         location=r["location"][0],
                         updated=r["updated"][0],

@@ -61,7 +61,7 @@ def test_ask_json_contract_and_one_full_row(cli, db_url: str) -> None:
         if column.name in {"request_key", "channel", "thread", "error", "sources_withheld"}:
             continue  # not applicable to a private terminal question
         assert getattr(row, column.name) not in (None, "", []), column.name
-    assert row.prompt_name == "answer" and row.prompt_version == "1"
+    assert row.prompt_name == "answer" and row.prompt_version == "2"
     assert row.asker == "eve@canary.test" and row.surface == "cli"
     assert row.attempts[0]["model"] == "offline"
 

@@ -13,14 +13,15 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from langchain_core.messages import AIMessageChunk, BaseMessage, HumanMessage, SystemMessage
 
 from bot.core.breaker import Breaker, LocalBreaker
 from bot.core.models import RegisteredModel
-from bot.core.offline import estimate_tokens
+from bot.core.offline import CONTEXT_KEY, estimate_tokens
 from bot.core.redaction import Redactor
 from bot.core.types import Attempt
 from bot.telemetry import tracer
@@ -134,8 +135,13 @@ class ModelRouter:
         started: float,
         shrink: Shrink | None = None,
         max_chars: int | None = None,
+        context: Mapping[str, Any] | None = None,
     ) -> AsyncIterator[str]:
         """Yield answer text; ``result`` holds the attempts, usage and outcome.
+
+        ``context`` is the structured form of the prompt (passages, the cleaned question)
+        for the offline model, which reads it instead of parsing the rendered text. It is
+        attached only to offline links' messages and never sent to a provider.
 
         ``max_chars`` caps the answer: a model that runs on past it is stopped there (billed
         for what it produced) and the answer is marked truncated.
@@ -163,9 +169,11 @@ class ModelRouter:
                 if link.name != last and await self.breaker.is_open(link.name):
                     attempt.outcome, attempt.error = "skipped", "circuit_open"
                     continue
-                racing.append(
-                    _Runner(self, link, messages, attempt, deadline, started, user, shrink)
-                )
+                sent = messages
+                if context is not None and link.spec.provider == "offline":
+                    extra = {CONTEXT_KEY: dict(context)}
+                    sent = [SystemMessage(system), HumanMessage(user, additional_kwargs=extra)]
+                racing.append(_Runner(self, link, sent, attempt, deadline, started, user, shrink))
                 return True
             return False
 

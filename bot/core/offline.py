@@ -24,6 +24,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
+from bot.core.query import content_words as meaningful_words
 from bot.core.text import content_words, sentences, stem, words
 
 SECTION_RE = {
@@ -32,6 +33,7 @@ SECTION_RE = {
 }
 HEADER_RE = re.compile(r"^\[(\d+)\] (.*)$", re.MULTILINE)
 HISTORY_Q_RE = re.compile(r"^Q: (.*)$", re.MULTILINE)
+CONTEXT_KEY = "concierge_answer_context"  # HumanMessage.additional_kwargs: the side channel
 MARKUP_RE = re.compile(r"^\s*(?:[-*+]|\d+[.)]|#+|>)\s+")
 NO_ANSWER = (
     "I couldn't find an answer to that in the sources you can access. "
@@ -39,12 +41,25 @@ NO_ANSWER = (
 )
 
 
+# Sentence relevance: the share of the question's (rarity-weighted) words a sentence holds,
+# plus SEMANTIC_WEIGHT times how far its embedding similarity to the question rises above
+# SEMANTIC_FLOOR (unrelated text sits around 0.1-0.3 with the local model). Below
+# MIN_SENTENCE_SCORE there is no answer. Calibrated on bench/quality.py.
+SEMANTIC_WEIGHT = 0.7
+SEMANTIC_FLOOR = 0.15
+MIN_SENTENCE_SCORE = 0.32
+# A question word found only in the sentence's heading counts this much: every sentence of a
+# section shares its heading, and the one that says the word itself is the likelier answer.
+HEADING_WEIGHT = 0.6
+
+
 @dataclass(frozen=True)
 class _Candidate:
     passage: int
     text: str
-    terms: frozenset[str]
+    terms: frozenset[str]  # the sentence's and its heading's
     order: int
+    own: frozenset[str] = frozenset()  # the sentence's alone
 
 
 def estimate_tokens(text: str) -> int:
@@ -106,26 +121,175 @@ def _stems(text: str) -> frozenset[str]:
     return frozenset(stem(w) for w in content_words(text))
 
 
+@dataclass(frozen=True)
+class PassageView:
+    """What the offline model reads of a passage: its number in the prompt and its parts."""
+
+    n: int
+    title: str
+    text: str
+    section: str = ""
+    updated: str = ""
+
+
+@dataclass(frozen=True)
+class AnswerContext:
+    """The structured side channel the pipeline hands the offline model with the prompt:
+    the question as asked (cleaned of conversational noise), what a follow-up borrows from
+    the thread (empty otherwise), and the passages. The rendered prompt's wording and
+    markers can change with a new prompt version; this does not."""
+
+    question: str
+    passages: tuple[PassageView, ...]
+    earlier: str = ""
+
+    def to_kwargs(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "earlier": self.earlier,
+            "passages": [vars(p) for p in self.passages],
+        }
+
+    @classmethod
+    def from_kwargs(cls, data: Any) -> AnswerContext | None:
+        if not isinstance(data, dict):
+            return None
+        try:
+            return cls(
+                question=str(data["question"]),
+                earlier=str(data.get("earlier") or ""),
+                passages=tuple(PassageView(**p) for p in data["passages"]),
+            )
+        except (KeyError, TypeError):
+            return None
+
+    @classmethod
+    def from_prompt(cls, prompt: str) -> AnswerContext:
+        """For a caller that passes only the rendered prompt (the default template)."""
+        asked = HISTORY_Q_RE.findall(_section("history", prompt))
+        question = _section("question", prompt)
+        return cls(
+            question=question,
+            earlier=asked[-1] if asked and len(_stems(question)) <= 3 else "",
+            passages=tuple(
+                PassageView(n, header.split(" | ", 1)[-1], text)
+                for n, header, text in parse_passages(_section("passages", prompt))
+            ),
+        )
+
+
 def compose_answer(
     prompt: str, *, max_sentences: int = 3, max_words: int = 110
 ) -> tuple[str, bool]:
     """The extractive answer for a rendered prompt, and whether it found one."""
-    question = _section("question", prompt)
-    current = _stems(question)
-    if not current:
-        return NO_ANSWER, False
-    # A short follow-up ("and until when?") leans on the previous question's words.
-    asked = HISTORY_Q_RE.findall(_section("history", prompt))
-    earlier = _stems(asked[-1]) - current if asked and len(current) <= 3 else frozenset()
+    return answer_from(
+        AnswerContext.from_prompt(prompt), max_sentences=max_sentences, max_words=max_words
+    )
+
+
+def _superseded(passages: tuple[PassageView, ...]) -> dict[int, str]:
+    """Passages that an updated version of the same topic replaces: same title words (or
+    most of them) with an older date. Maps the older passage's number to the newer date."""
+    out: dict[int, str] = {}
+    dated = [p for p in passages if p.updated]
+    for old in dated:
+        old_topic = _topic(old.title)
+        for new in dated:
+            if new.updated > old.updated and _same_topic(old_topic, _topic(new.title)):
+                out[old.n] = max(new.updated, out.get(old.n, ""))
+    return out
+
+
+YEARISH = re.compile(r"^(?:19|20)\d\d$|^v\d+$|^(?:old|new|current|draft|updated|revised)$")
+
+
+def _topic(title: str) -> frozenset[str]:
+    return frozenset(stem(w) for w in content_words(title) if not YEARISH.match(w))
+
+
+def _same_topic(a: frozenset[str], b: frozenset[str]) -> bool:
+    return bool(a and b) and len(a & b) / len(a | b) >= 0.6
+
+
+def _semantic(query: str, texts: list[str]) -> list[float]:
+    """Cosine similarity of each text to the query with the local embedding model, or
+    zeros when it is not installed (words alone then decide)."""
+    try:
+        from bot.core.embeddings import local_embedder
+
+        model = local_embedder()
+    except Exception:  # the model is optional for the offline answerer
+        return [0.0] * len(texts)
+    q = model.query_vector(query)
+    rows = model.embed_documents(texts)
+    return [float(x) for x in rows @ q]
+
+
+MONTHS = (
+    "january|february|march|april|may|june|july|august|september|october|november|december|"
+    "jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec"
+)
+ANSWER_TYPES: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = (
+    (
+        re.compile(r"\b(?:when|until|deadline|by what date|what date|how long|how soon)\b", re.I),
+        re.compile(
+            rf"\b(?:\d{{1,2}} (?:{MONTHS})|(?:{MONTHS}) \d{{1,2}}|\d{{4}}-\d\d-\d\d|"
+            r"\d+ (?:days?|weeks?|months?|years?|hours?|working days)|"
+            r"monday|tuesday|wednesday|thursday|friday|within|before|by the end)\b",
+            re.I,
+        ),
+    ),
+    (
+        re.compile(r"\b(?:how (?:many|much)|what (?:amount|percentage|limit|cap))\b", re.I),
+        re.compile(r"\d"),
+    ),
+    (
+        re.compile(r"\b(?:who|whom)\b", re.I),
+        re.compile(r"\b(?:[A-Z][a-z]+ [A-Z][a-z]+|manager|team|director|head|lead|owner|cfo)\b"),
+    ),
+)
+TYPE_BONUS = 0.1
+
+
+def _answer_type(question: str) -> re.Pattern[str] | None:
+    """What an answer to ``question`` looks like (a date or duration, a number, a person),
+    when the question says so: a sentence of that shape is a little more likely to answer."""
+    for asks, shape in ANSWER_TYPES:
+        if asks.search(question):
+            return shape
+    return None
+
+
+def answer_from(
+    ctx: AnswerContext, *, max_sentences: int = 3, max_words: int = 110
+) -> tuple[str, bool]:
+    """The extractive answer and whether it found one: sentences scored by the question's
+    words they share (weighted by rarity) and by meaning (embedding similarity), from the
+    newest version of a topic; nothing when the best sentence is not relevant enough."""
+    # A follow-up ("and until when?") leans on the question it follows; its own words count
+    # only when they mean something ("until", "when" alone do not).
+    strict = frozenset(stem(w) for w in meaningful_words(ctx.question))
+    if ctx.earlier and not strict:
+        current: frozenset[str] = frozenset()
+    else:
+        current = strict or _stems(ctx.question)
+    earlier = _stems(ctx.earlier) - current if ctx.earlier else frozenset()
     q_terms = current | earlier
+    if not q_terms:
+        return NO_ANSWER, False
     weight = {t: (0.6 if t in earlier else 1.0) for t in q_terms}
+    old = _superseded(ctx.passages)
     candidates: list[_Candidate] = []
-    for number, header, text in parse_passages(_section("passages", prompt)):
-        for j, s in enumerate(sentences(flatten_tables(text))):
-            s = MARKUP_RE.sub("", s).strip()
-            if len(words(s)) < 4:
+    for p in ctx.passages:
+        if p.n in old:
+            continue
+        header = f"{p.title} {p.section}"
+        for j, sent in enumerate(sentences(flatten_tables(p.text))):
+            sent = MARKUP_RE.sub("", sent).strip()
+            if len(words(sent)) < 4:
                 continue
-            candidates.append(_Candidate(number, s, _stems(s + " " + header), j))
+            own = _stems(sent)
+            candidates.append(_Candidate(p.n, sent, own | _stems(header), j, own))
     if not candidates:
         return NO_ANSWER, False
     df: dict[str, int] = {}
@@ -135,14 +299,21 @@ def compose_answer(
     n = len(candidates)
     idf = {t: weight[t] * math.log(1 + n / (1 + df.get(t, 0))) for t in q_terms}
     total = sum(idf.values())
+    query = " ".join(x for x in (ctx.earlier, ctx.question) if x)
+    meaning = dict(zip(candidates, _semantic(query, [c.text for c in candidates]), strict=True))
+
+    wanted = _answer_type(ctx.question)
 
     def score(c: _Candidate) -> float:
-        hit = sum(idf[t] for t in c.terms & q_terms)
-        return hit / total - 0.02 * (c.passage - 1) - 0.01 * c.order
+        hit = sum(idf[t] * (1.0 if t in c.own else HEADING_WEIGHT) for t in c.terms & q_terms)
+        hit /= total
+        sem = max(0.0, meaning[c] - SEMANTIC_FLOOR)
+        typed = TYPE_BONUS if wanted is not None and wanted.search(c.text) else 0.0
+        return hit + SEMANTIC_WEIGHT * sem + typed - 0.02 * (c.passage - 1) - 0.01 * c.order
 
     ranked = sorted(candidates, key=score, reverse=True)
     best = ranked[0]
-    if score(best) < 0.25 or not (best.terms & q_terms):
+    if score(best) < MIN_SENTENCE_SCORE:
         return NO_ANSWER, False
     chosen: list[_Candidate] = []
     covered: set[str] = set()
@@ -168,7 +339,12 @@ def compose_answer(
         if text[-1:] not in ".!?:":
             text += "."
         parts.append(f"{text} [{c.passage}]")
-    return " ".join(parts), True
+    answer = " ".join(parts)
+    dates = {p.n: p.updated for p in ctx.passages}
+    newer = sorted({dates[c.passage] for c in chosen if dates.get(c.passage)} & set(old.values()))
+    if newer:
+        answer += f" (From the version updated {newer[-1]}; an older version says otherwise.)"
+    return answer, True
 
 
 class OfflineChatModel(BaseChatModel):
@@ -186,8 +362,11 @@ class OfflineChatModel(BaseChatModel):
 
     def _answer(self, messages: list[BaseMessage]) -> tuple[str, bool, UsageMetadata]:
         prompt = "\n".join(str(m.content) for m in messages)
-        human = str(messages[-1].content) if messages else ""
-        answer, found = compose_answer(human)
+        last = messages[-1] if messages else None
+        ctx = AnswerContext.from_kwargs(last.additional_kwargs.get(CONTEXT_KEY)) if last else None
+        if ctx is None:
+            ctx = AnswerContext.from_prompt(str(last.content) if last else "")
+        answer, found = answer_from(ctx)
         usage = UsageMetadata(
             input_tokens=estimate_tokens(prompt),
             output_tokens=estimate_tokens(answer),

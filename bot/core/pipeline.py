@@ -22,13 +22,14 @@ from bot.core.generate import Generation, ModelRouter
 from bot.core.identity import IdentityResolver, UnknownPerson
 from bot.core.labels import Labels
 from bot.core.limits import RateLimiter
-from bot.core.offline import estimate_tokens
+from bot.core.offline import AnswerContext, PassageView, estimate_tokens
 from bot.core.prompts import PromptTemplate
+from bot.core.query import Understood, understand
 from bot.core.redaction import Redactor
 from bot.core.retrieve import Retrieval, Retriever
 from bot.core.review import ReviewDesk
 from bot.core.sinks import Sink
-from bot.core.types import Asker, ExchangeResult, Question, Turn
+from bot.core.types import Asker, ExchangeResult, Passage, Question, Turn
 from bot.telemetry import record_exchange as record_metrics
 from bot.telemetry import request_id, tracer
 
@@ -77,7 +78,9 @@ class Run:
         default_factory=lambda: AccessDecision(frozenset(), (), (), frozenset())
     )
     turns: tuple[Turn, ...] = ()
+    asked: Understood = field(default_factory=lambda: Understood(""))
     found: Retrieval = field(default_factory=Retrieval)
+    nearest: list[tuple[str, Passage]] = field(default_factory=list)
     carried: Labels = field(default_factory=Labels)
     system: str = ""
     user: str = ""
@@ -91,6 +94,51 @@ class Run:
 def visible_turns(turns: tuple[Turn, ...], access: AccessDecision) -> tuple[Turn, ...]:
     """The turns whose labels every reader of the audience satisfies (private: the asker)."""
     return tuple(t for t in turns if t.labels.readable_by(access.audience_principals))
+
+
+NEAREST = 3
+
+
+def too_weak(passages: list[Passage], floor: float) -> bool:
+    """True when every passage says how relevant it is and even the best is below
+    ``floor``: an answer from them would be a stretch (sources that cannot tell, such as
+    sql rows, never make a question unanswerable this way)."""
+    scores = [p.relevance for p in passages]
+    return bool(scores) and floor > 0 and all(s is not None and s < floor for s in scores)
+
+
+RELATIVE_FLOOR = 0.5
+
+
+def keep_relevant(passages: list[Passage], floor: float) -> list[Passage]:
+    """The passages at least ``floor`` and RELATIVE_FLOOR of the best one's relevance (a
+    passage that cannot tell its relevance is kept)."""
+    best = max((p.relevance for p in passages if p.relevance is not None), default=0.0)
+    cut = max(floor, RELATIVE_FLOOR * best)
+    return [p for p in passages if p.relevance is None or p.relevance >= cut]
+
+
+def nearest_documents(passages: list[Passage]) -> list[tuple[str, Passage]]:
+    """The titles of the best few distinct documents, as places to look, each with the
+    passage it comes from (whose labels the title carries)."""
+    out: list[tuple[str, Passage]] = []
+    for p in passages:
+        label = f"{p.title} ({p.source})" if p.title else p.source
+        if label not in (x for x, _ in out):
+            out.append((label, p))
+        if len(out) == NEAREST:
+            break
+    return out
+
+
+def answer_context(asked: Understood, passages: list[Passage]) -> dict[str, object]:
+    """The structured prompt for the offline model: the same passages, in the same order
+    and numbering as the rendered prompt, and the question as understood."""
+    views = tuple(
+        PassageView(i, p.title, p.text, p.section or "", p.updated or "")
+        for i, p in enumerate(passages, 1)
+    )
+    return AnswerContext(asked.question, views, asked.borrowed).to_kwargs()
 
 
 def trim_history(turns: tuple[Turn, ...], max_turns: int, max_tokens: int) -> tuple[Turn, ...]:
@@ -364,11 +412,21 @@ class Pipeline:
         # Earlier turns of the thread that every reader here may read (their labels): a turn
         # answered from a source this audience may not read never reaches the prompt.
         run.turns = visible_turns(run.question.history, run.access)
-        query = " ".join([*(t.question for t in run.turns[-1:]), run.text])
+        # Greetings, mentions and pasted codes removed; a follow-up borrows from the visible
+        # turns only, an unrelated next question stands on its own.
+        run.asked = understand(run.text, run.turns)
         run.found = await self.deps.retriever.retrieve(
-            query=query, access=run.access, audience=run.question.audience, k=cfg.retrieval.top_k
+            query=run.asked.query,
+            access=run.access,
+            audience=run.question.audience,
+            k=cfg.retrieval.top_k,
         )
         found = run.found
+        run.nearest = nearest_documents(found.passages)
+        if too_weak(found.passages, cfg.retrieval.min_relevance):
+            found.passages = []  # nothing relevant enough: no model is asked to stretch it
+        else:  # far weaker passages add noise (and labels) to the prompt, not evidence
+            found.passages = keep_relevant(found.passages, cfg.retrieval.min_relevance)
         result.sources_searched = found.searched
         result.sources_withheld = found.withheld_sources
         result.private_answer_available = bool(found.withheld)
@@ -454,6 +512,7 @@ class Pipeline:
             started=run.question.received_at,
             shrink=run.shrink,
             max_chars=self.deps.config.limits.max_answer_chars,
+            context=answer_context(run.asked, run.found.passages),
         ):
             await out(piece)
         return True
@@ -479,6 +538,15 @@ class Pipeline:
             notes.append(
                 "\n\n(Note: " + "; ".join(result.notices) + ", so this answer may be incomplete.)"
             )
+        if (gen.no_answer or not found.passages) and run.nearest and not gen.refused:
+            # Titles only, of passages this audience may read (already filtered).
+            notes.append(
+                "\n\nThe nearest documents, which may help: "
+                + "; ".join(title for title, _ in run.nearest)
+                + "."
+            )
+            # The titles are document text: the answer now carries their labels too.
+            result.labels = Labels.join_all([result.labels, *(p.labels for _, p in run.nearest)])
         offers = self._offers(run.access, run.text, gen.no_answer or not found.passages)
         if offers:
             result.requestable = [s.name for s in offers]
@@ -515,7 +583,7 @@ class Pipeline:
         result.input_tokens = sum(a.input_tokens for a in gen.attempts)
         result.output_tokens = sum(a.output_tokens for a in gen.attempts)
         result.tokens_estimated = any(a.tokens_estimated for a in gen.attempts)
-        result.cost_usd = sum(a.cost_usd for a in gen.attempts)
+        result.cost_usd = sum(a.cost_usd for a in gen.attempts) + run.found.embedding_cost_usd
 
     @staticmethod
     def _outcome(run: Run) -> None:

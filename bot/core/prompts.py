@@ -64,6 +64,7 @@ class PromptTemplate:
                     "source": p.source,
                     "title": clean(p.title),
                     "section": f" — {clean(p.section)}" if p.section else "",
+                    "updated": f" (updated {clean(p.updated)})" if p.updated else "",
                     "text": clean(p.text),
                 },
             ).strip()

@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass, field
 
 from bot.core.access import AccessDecision
+from bot.core.embeddings import Embedder, EmbeddingError
 from bot.core.types import Audience, Passage
 from connectors.base import Connector, ConnectorError
 
@@ -26,6 +27,7 @@ class Retrieval:
     searched: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)  # safe to show to this audience
     failed_sources: list[str] = field(default_factory=list)  # all, for the record
+    embedding_cost_usd: float = 0.0  # embedding the question (a priced provider)
 
     @property
     def withheld_sources(self) -> list[str]:
@@ -33,8 +35,9 @@ class Retrieval:
 
 
 class Retriever:
-    def __init__(self, connectors: dict[str, Connector]) -> None:
+    def __init__(self, connectors: dict[str, Connector], embedder: Embedder | None = None) -> None:
         self.connectors = connectors
+        self.embedder = embedder
 
     async def retrieve(
         self, *, query: str, access: AccessDecision, audience: Audience, k: int
@@ -42,6 +45,12 @@ class Retriever:
         shared = {s.name for s in access.shared}
         targets = [s.name for s in access.readable if s.name in self.connectors]
         out = Retrieval(searched=targets)
+        if self.embedder is not None and targets and query.strip():
+            # Embedded once, here, with its cost; every source reuses the cached vector.
+            try:
+                _vector, out.embedding_cost_usd = await self.embedder.embed_query(query)
+            except EmbeddingError as exc:
+                log.warning("embedding the question failed: %s", exc)
         results = await asyncio.gather(
             *(
                 self.connectors[name].search(query=query, principals=access.principals, k=k)

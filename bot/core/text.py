@@ -169,10 +169,10 @@ def content_words(text: str) -> list[str]:
 
 def stem(word: str) -> str:
     """A light suffix stripper: enough to match 'expenses' with 'expense', 'booking' with 'book'."""
-    for suffix in ("ingly", "edly", "ing", "ies", "es", "ed", "ly", "s"):
+    for suffix in ("ingly", "edly", "ing", "ies", "ied", "es", "ed", "ly", "s"):
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
             base = word[: -len(suffix)]
-            return base + "y" if suffix == "ies" else base
+            return base + "y" if suffix in ("ies", "ied") else base
     return word
 
 

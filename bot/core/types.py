@@ -130,6 +130,9 @@ class Passage:
     # Fetched as one person (a sql query with :asker_email, an http identity header): the
     # row is theirs alone, whatever the source's readers say.
     personal: str | None = None
+    # How well the passage answers the question on a 0..1 scale shared by the sources that
+    # can tell (the docs connector's fused score); None when the source cannot tell.
+    relevance: float | None = None
 
     def visible_to(self, principals: frozenset[str]) -> bool:
         """Front matter can only narrow: "*" inherits the source's readers."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import threading
 import time
@@ -31,6 +32,35 @@ class OpenAIStandIn:
     refuse: bool = False  # finish with the content filter instead of an answer
     requests: list[dict[str, Any]] = field(default_factory=list)
     url: str = ""
+    embedding_requests: list[dict[str, Any]] = field(default_factory=list)
+    embedding_dims: int = 32
+    embeddings_status: int = 200
+
+    async def embeddings(self, request: web.Request) -> web.Response:
+        """``/v1/embeddings``: a deterministic vector per text (hashed words, so texts that
+        share words are near each other) and token usage, as the real endpoint answers."""
+        body = await request.json()
+        self.embedding_requests.append({"body": body, "auth": request.headers.get("Authorization")})
+        if self.embeddings_status != 200:
+            return web.json_response(
+                {"error": {"message": "stand-in failure", "type": "server"}},
+                status=self.embeddings_status,
+            )
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        dims = int(body.get("dimensions") or self.embedding_dims)
+        data = [
+            {"object": "embedding", "index": i, "embedding": hashed_vector(t, dims)}
+            for i, t in enumerate(texts)
+        ]
+        tokens = sum(len(t.split()) for t in texts)
+        return web.json_response(
+            {
+                "object": "list",
+                "data": data,
+                "model": body.get("model"),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
 
     def tokens(self) -> list[str]:
         words = self.reply.split(" ")
@@ -137,6 +167,15 @@ class OpenAIStandIn:
         await resp.write(b"data: [DONE]\n\n")
 
 
+def hashed_vector(text: str, dims: int) -> list[float]:
+    """Each lower-cased word adds one to a bucket chosen by a stable hash."""
+    vec = [0.0] * dims
+    for word in text.lower().split():
+        digest = hashlib.sha256(word.strip(".,?!:;()").encode()).digest()
+        vec[int.from_bytes(digest[:4], "big") % dims] += 1.0
+    return vec
+
+
 def primary_config(url: str, routing: str) -> str:
     """Config lines for a priced ``primary`` model at ``url`` before the offline one, and a
     routing line with ``routing``'s settings (for a test workspace's YAML)."""
@@ -152,6 +191,7 @@ def primary_config(url: str, routing: str) -> str:
 async def start(standin: OpenAIStandIn) -> web.AppRunner:
     app = web.Application()
     app.router.add_post("/v1/chat/completions", standin.completions)
+    app.router.add_post("/v1/embeddings", standin.embeddings)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
