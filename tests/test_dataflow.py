@@ -19,6 +19,7 @@ models:
     price: {input: 0.15, output: 0.6}
   - {name: offline, provider: offline}
 routing: {chain: [primary, offline]}
+embeddings: {provider: openai, model: text-embedding-3-small, base_url: https://emb.example.test/v1}
 """
 
 
@@ -69,6 +70,8 @@ def test_each_source_states_its_class_readers_and_the_models_that_may_receive_it
     assert row(models, "primary")[2:4] == ["https://llm.example.test", "public, internal"]
     endpoints = section(result.out, "Outside endpoints called")
     assert "https://llm.example.test: prompts of classes public, internal" in endpoints
+    embeddings = next(line for line in endpoints.splitlines() if "emb.example.test" in line)
+    assert "handbook, runbooks" in embeddings and "hr-policies" not in embeddings
     # The diagram: the hosted model's edge carries no confidential source.
     edge = re.search(r'concierge -->\|"([^"]*)"\| m_primary', result.out)
     assert edge is not None and "hr-policies" not in edge.group(1)

@@ -194,7 +194,12 @@ def describe(config: WorkspaceConfig, settings: Settings) -> DataFlow:
         Store(
             "Search index",
             str((settings.data_dir / "index").resolve()),
-            "a copy of each docs source's passages, with their readers",
+            "a copy of each docs source's passages, with their readers"
+            + (
+                f", and their embedding vectors ({config.embeddings.provider} model)"
+                if config.embeddings.provider != "off"
+                else ""
+            ),
             "while the document exists (re-indexed as it changes)",
             "the Concierge process only; searched per asker's permissions",
         ),
@@ -234,6 +239,20 @@ def describe(config: WorkspaceConfig, settings: Settings) -> DataFlow:
             flow.endpoints.append(
                 (mf.runs, f"prompts of classes {', '.join(mf.accepts)} to model {mf.name}")
             )
+    emb = config.embeddings
+    if emb.provider == "openai":
+        accepted = [c for c in DATA_CLASSES if c in emb.accepted_classes]
+        embedded = [
+            sf.name for sf in flow.sources if sf.kind == "docs" and sf.data_class in accepted
+        ]
+        flow.endpoints.append(
+            (
+                origin(emb.base_url or settings.openai_base_url or OPENAI_DEFAULT),
+                "every question, and at index time the text of "
+                f"{', '.join(embedded) or 'no source'} (classes {', '.join(accepted)}), "
+                f"to embeddings model {emb.model}",
+            )
+        )
     for sf in flow.sources:
         if sf.kind in ("http", "sql"):
             flow.endpoints.append(
