@@ -35,6 +35,27 @@ def service_missing(what: str, exc: BaseException) -> None:
     pytest.skip(message)
 
 
+# --- no secret in any log line of any test ------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _no_secret_in_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Every log record of every test is checked for token patterns (Slack, cloud and
+    provider keys, bearer tokens, private keys): a secret in a log is a leak wherever it
+    comes from (DESIGN.md invariant 5)."""
+    from bot.core.redaction import Redactor
+
+    yield
+    secrets = Redactor(("secret",))
+    for record in caplog.get_records("call"):
+        try:
+            text = record.getMessage()
+        except Exception:  # a record whose arguments do not format: nothing to scan
+            continue
+        found = secrets.redact(text)
+        assert not found.counts, f"a secret-like token in a log line: {record.name}: {text[:200]}"
+
+
 # --- PostgreSQL: one migrated template per run, one fresh database per test --------------
 
 
