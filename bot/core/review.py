@@ -14,6 +14,8 @@ Every decision is an audit row (actor, what, when, why, edits).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import hashlib
 import logging
 import re
@@ -27,7 +29,7 @@ from bot.core.labels import Labels
 from bot.core.types import ExchangeResult
 from bot.errors import UsageError
 from bot.store import repo
-from bot.store.db import Store
+from bot.store.db import Store, StoreUnavailable
 from bot.store.models import Review, VerifiedAnswer, utcnow
 from connectors.base import Connector
 
@@ -381,7 +383,10 @@ class ReviewDesk:
             with self.store.session() as s:
                 return [v for v in repo.active_verified(s) if _similar(v.question_key, key)]
 
-        found = await asyncio.to_thread(candidates)
+        try:
+            found = await self.store.call(candidates)
+        except StoreUnavailable:
+            return None  # the database is away: answer the usual way
         shared = {s.name for s in access.shared}
         for v in sorted(found, key=lambda v: v.question_key != key):
             names = {str(c.get("source")) for c in v.citations}
@@ -399,7 +404,9 @@ class ReviewDesk:
                 )
                 return Verified(v, v.answer + label, labels)
             if changed:
-                await asyncio.to_thread(self._retire, v.id, changed)
+                # Retired next time if the database is away; this answer is not used either way.
+                with contextlib.suppress(StoreUnavailable):
+                    await self.store.call(functools.partial(self._retire, v.id, changed))
         return None
 
     async def _changed(self, v: VerifiedAnswer, access: AccessDecision) -> str | None:

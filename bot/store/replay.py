@@ -1,0 +1,92 @@
+"""Writing spooled records into the database, once (bot/store/spool.py says why they wait).
+
+Each kind is idempotent on its own key, so an entry replayed twice (a crash between the write
+and the spool's rewrite) or a record whose first write did land after all is stored once:
+- ``exchange``: by exchange id (and request key); its denial audit row shares its transaction;
+- ``vote``: an upsert per voter and exchange that keeps a newer vote;
+- ``audit``: appended through ``repo.audit`` (so the hash chain stays intact), unless a row
+  carrying the entry's ``spool_id`` is already in the log; the original time is kept in
+  ``details.happened_at`` because a row's ``at`` is the time it joined the chain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from bot.store import repo
+from bot.store.db import Store, StoreUnavailable
+from bot.store.spool import Spool
+
+log = logging.getLogger("concierge.store.replay")
+
+# A record's first write may land this long before its spool entry is written (the client-
+# side bound on a call, with room to spare): a replayed audit row looks back this far.
+LOOK_BACK = timedelta(minutes=10)
+
+
+def apply_entry(store: Store, entry: dict[str, Any]) -> None:
+    """Write one spool entry in its own transaction (raises StoreUnavailable if it cannot)."""
+    kind, data = entry["kind"], entry["data"]
+    at = datetime.fromisoformat(entry["at"])
+    with store.session() as s:
+        if kind == "exchange":
+            if repo.insert_exchange(s, data["row"]) and data.get("audit"):
+                repo.audit(s, **data["audit"])
+        elif kind == "vote":
+            repo.set_vote(s, **data, at=at)
+        elif kind == "audit":
+            fields = dict(data)
+            details = {**(fields.pop("details", None) or {}), "spool_id": entry["id"]}
+            details.setdefault("happened_at", entry["at"])
+            if not repo.has_spooled_audit(
+                s, entry["id"], action=fields["action"], since=at - LOOK_BACK
+            ):
+                repo.audit(s, **fields, details=details)
+        else:
+            raise ValueError(f"unknown spool kind {kind!r}")
+
+
+def replay(store: Store, spool: Spool) -> int:
+    """Replay what waits (synchronous: call from a thread). Returns how many were written."""
+    if not spool.path.exists():
+        return 0
+    return spool.replay(lambda entry: apply_entry(store, entry), StoreUnavailable)
+
+
+async def replay_when_possible(store: Store, spool: Spool, idle_s: float = 1.0) -> None:
+    """Runs until cancelled (``serve``): while records wait, probe the database with backoff
+    and replay them as soon as it answers."""
+    wait = idle_s
+    while True:
+        await asyncio.sleep(wait)
+        if not spool.path.exists():
+            wait = idle_s
+            continue
+        try:
+            reachable = await asyncio.wait_for(
+                asyncio.to_thread(store.probe), store.timeouts.call_s
+            )
+            if reachable:
+                await asyncio.to_thread(replay, store, spool)
+                wait = idle_s
+                continue
+        except TimeoutError:
+            store.health.failed("no answer within the timeout")
+        except Exception as exc:  # the loop must outlive any one failure
+            log.error("replaying the spool failed (%s); will try again", exc.__class__.__name__)
+        wait = min(15.0, wait * 2)
+
+
+async def replay_now(store: Store, spool: Spool) -> int:
+    """At the start of a command: replay what waits if the database answers (bounded)."""
+    if not spool.path.exists():
+        return 0
+    with contextlib.suppress(TimeoutError, StoreUnavailable):
+        return await asyncio.wait_for(
+            asyncio.to_thread(replay, store, spool), store.timeouts.call_s * 2
+        )
+    return 0
