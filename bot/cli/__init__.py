@@ -120,6 +120,16 @@ def _configure_logging(level: str) -> None:
         logging.getLogger(name).setLevel(max(numeric, logging.INFO))
 
 
+def _replay_spool(settings: Settings) -> None:
+    """Records an earlier run could not write (the database was away) are written first."""
+    from bot.store.db import Timeouts
+    from bot.store.replay import replay_for
+    from bot.store.spool import Spool
+
+    timeouts = Timeouts(settings.db_connect_timeout_s, settings.db_timeout_s)
+    replay_for(settings.effective_database_url, Spool(settings.spool_dir), timeouts)
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -131,6 +141,8 @@ def run(argv: Sequence[str] | None = None) -> int:
                 f"environment variable {str(err['loc'][0]).upper()}: {err['msg']}"
             ) from None
         _configure_logging(settings.log_level)
+        if args.command not in ("db", "serve"):  # serve replays in the background
+            _replay_spool(settings)
         if args.command == "db":
             from bot.cli.commands import db_upgrade
 

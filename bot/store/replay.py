@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.store import repo
-from bot.store.db import Store, StoreUnavailable
+from bot.store.db import Store, StoreError, StoreUnavailable, Timeouts
 from bot.store.spool import Spool
 
 log = logging.getLogger("concierge.store.replay")
@@ -54,7 +54,26 @@ def replay(store: Store, spool: Spool) -> int:
     """Replay what waits (synchronous: call from a thread). Returns how many were written."""
     if not spool.path.exists():
         return 0
+    if store.health.down and not store.probe():  # known down: ask once, now
+        return 0
     return spool.replay(lambda entry: apply_entry(store, entry), StoreUnavailable)
+
+
+def replay_for(url: str, spool: Spool, timeouts: Timeouts | None = None) -> int:
+    """At the start of a command that does not build the runtime: replay what waits, if
+    anything does and the database answers (bounded by the timeouts; never raises)."""
+    if not spool.path.exists():
+        return 0
+    try:
+        store = Store.open(url, migrate=False, timeouts=timeouts)
+    except StoreError:
+        return 0
+    try:
+        return replay(store, spool)
+    except StoreError:
+        return 0
+    finally:
+        store.close()
 
 
 async def replay_when_possible(store: Store, spool: Spool, idle_s: float = 1.0) -> None:
