@@ -309,6 +309,7 @@ async def build_runtime(
         Store.open_degraded, settings.effective_database_url, timeouts=timeouts
     )
     spool = Spool(settings.spool_dir)
+    store.spool = spool
     # What an earlier run could not record is written first, if the database answers.
     await replay_now(store, spool)
     context = ConnectorContext(

@@ -15,6 +15,7 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -26,8 +27,6 @@ from bot.runtime import Runtime, build_runtime
 from bot.settings import Settings
 from bot.store import repo
 from bot.store.db import Store
-from bot.store.replay import replay
-from bot.store.spool import Spool
 from tests.standins.tcp_proxy import TcpProxy
 
 QUESTION = "Where do I submit expenses?"
@@ -53,8 +52,16 @@ def proxy(env: dict[str, str], pg_url: str, monkeypatch: pytest.MonkeyPatch) -> 
         tcp.close()
 
 
-def spool(env: dict[str, str]) -> Spool:
+def spool(env: dict[str, str]) -> Any:
+    from bot.store.spool import Spool  # imported here: each test fails alone without it
+
     return Spool(Path(env["CONCIERGE_DATA_DIR"]) / "spool")
+
+
+async def replay_once(runtime: Runtime, env: dict[str, str]) -> None:
+    from bot.store.replay import replay
+
+    await asyncio.to_thread(replay, runtime.store, spool(env))
 
 
 def count(pg_url: str, table: str, where: str = "true") -> int:
@@ -98,8 +105,8 @@ async def test_questions_while_the_database_refuses_are_answered_and_recorded_on
         for exchange_id in ids:
             assert count(pg_url, "exchanges", f"id = '{exchange_id}'") == 1
         # A second replay (a crash before the spool was rewritten) writes nothing twice.
-        Spool.append(spool(env), "exchange", {"row": _row(pg_url, ids[0]), "audit": None})
-        await asyncio.to_thread(replay, runtime.store, spool(env))
+        spool(env).append("exchange", {"row": _row(pg_url, ids[0]), "audit": None})
+        await replay_once(runtime, env)
         assert count(pg_url, "exchanges") == 4 and spool(env).pending() == 0
     finally:
         runtime.close()
@@ -211,8 +218,8 @@ async def test_votes_and_denials_while_the_database_is_down_are_replayed_once_in
         assert denied.outcome == "refused" and denied.error == "no_access" and sink.text
         assert spool(env).pending() == 3
         proxy.set("pass")
-        await asyncio.to_thread(replay, runtime.store, spool(env))
-        await asyncio.to_thread(replay, runtime.store, spool(env))
+        await replay_once(runtime, env)
+        await replay_once(runtime, env)
     finally:
         runtime.close()
     assert count(pg_url, "feedback") == 1
@@ -283,3 +290,52 @@ async def test_with_redis_down_a_dm_is_answered_once_and_readyz_says_redis_is_de
     texts = [m.full_text() for m in slack.api.in_channel("DEVE")]
     assert len([t for t in texts if "Pleo" in t]) == 1
     assert count(pg_url, "exchanges", "outcome = 'answered'") == 1
+
+
+async def test_grants_keep_serving_for_a_bounded_time_then_fail_closed(
+    proxy: TcpProxy, env: dict[str, str], cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert cli("access", "grant", "eve@canary.test", "finance-notes").code == 0
+    monkeypatch.setenv("CONCIERGE_ACCESS_CACHE_S", "0")  # re-read the grants on every question
+    monkeypatch.setenv("CONCIERGE_GRANTS_STALE_S", "2")
+    finance = "Who approves expenses above 1,000 EUR, directors or the CFO?"
+
+    async def searched() -> list[str]:
+        sink = CollectingSink()
+        result = await runtime.pipeline.ask(
+            Question(text=finance, asker_ref="eve@canary.test"), sink
+        )
+        assert result.outcome == "answered", result.error
+        return list(result.sources_searched)
+
+    runtime = await build_runtime(Settings())
+    try:
+        assert "finance-notes" in await searched()
+        proxy.set("refuse")
+        assert "finance-notes" in await searched()  # the grants last read, still fresh
+        deadline = time.monotonic() + 15
+        while "finance-notes" in await searched():  # until they are too old to trust
+            assert time.monotonic() < deadline, "stale grants were served past their bound"
+            await asyncio.sleep(0.2)
+        assert "handbook" in await searched()  # the config's readers still count
+    finally:
+        runtime.close()
+
+
+async def test_a_refused_admin_command_while_the_database_is_down_is_audited_once_after(
+    proxy: TcpProxy, slack, env: dict[str, str], pg_url: str, cli
+) -> None:
+    await slack.command("UEVE", "access who-can finance-notes")  # healthy: audited at once
+    await slack.settle()
+    proxy.set("refuse")
+    await slack.command("UEVE", "access grant <@UEVE> finance-notes because I want it")
+    await slack.until(lambda: spool(env).pending() == 1)
+    texts = [c.get("text", "") for c in slack.api.called("chat.postEphemeral")]
+    assert len(texts) == 2 and all("Only admins" in t for t in texts)
+    proxy.set("pass")
+    await replay_once(slack.deps.runtime, env)
+    await replay_once(slack.deps.runtime, env)
+    assert count(pg_url, "audit_log", "action = 'refused'") == 2
+    assert count(pg_url, "grants") == 0
+    r = cli("audit", "verify")
+    assert r.code == 0, r.out + r.err

@@ -229,6 +229,9 @@ class Store:
         self.engine = engine
         self.timeouts = timeouts or Timeouts()
         self.health = Health(engine.url.render_as_string(hide_password=True))
+        # Where records of what already happened wait while the database is away (set by
+        # the runtime; a bare Store, as admin commands open, refuses instead).
+        self.spool: Any = None
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     @classmethod

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -48,6 +49,23 @@ def apply_entry(store: Store, entry: dict[str, Any]) -> None:
                 repo.audit(s, **fields, details=details)
         else:
             raise ValueError(f"unknown spool kind {kind!r}")
+
+
+def audit_or_spool(store: Store, *, details: dict[str, Any] | None = None, **fields: Any) -> None:
+    """Append an audit row recording something that already happened (a refusal); while the
+    database is away, spool it (when the store has a spool). The row carries its entry id
+    from the first attempt on, so a write that lands late is not appended twice. Changes to
+    access (grants, revocations) are never spooled: they are refused while the database is
+    away."""
+    entry_id = str(uuid.uuid4())
+    details = {**(details or {}), "spool_id": entry_id}
+    try:
+        with store.session() as s:
+            repo.audit(s, **fields, details=details)
+    except StoreUnavailable:
+        if store.spool is None:
+            raise
+        store.spool.append("audit", {**fields, "details": details}, entry_id)
 
 
 def replay(store: Store, spool: Spool) -> int:
