@@ -102,6 +102,7 @@ async def test_questions_while_the_database_refuses_are_answered_and_recorded_on
         finally:
             replayer.cancel()
         assert count(pg_url, "exchanges") == 4
+        assert count(pg_url, "exchanges", "labels IS NOT NULL") == 4  # labels kept through
         for exchange_id in ids:
             assert count(pg_url, "exchanges", f"id = '{exchange_id}'") == 1
         # A second replay (a crash before the spool was rewritten) writes nothing twice.
@@ -142,6 +143,7 @@ def test_ask_json_while_the_database_refuses_answers_and_the_next_command_record
         assert data["outcome"] == "answered" and "Pleo" in data["answer"]
         asked.append(data["exchange_id"])
     assert spool(env).pending() == 2
+    assert spool(env).path.stat().st_mode & 0o077 == 0  # question text: the owner's alone
     assert count(pg_url, "exchanges") == 0
     proxy.set("pass")
     r = cli("ask", QUESTION, "--as", "eve@canary.test", "--json")  # replays first

@@ -10,7 +10,9 @@ was noticed (a lost commit reply, a hung call that finished late) is still writt
 
 Entries that cannot be applied for another reason (a bug, a constraint) are moved to
 ``failed.jsonl`` beside the spool and logged: never silently dropped. One file lock serialises
-appends and replays across threads and processes sharing the data directory.
+appends and replays across threads and processes sharing the data directory. Entries hold
+question and answer text with their labels, so the directory and files are the process
+owner's alone (0700 / 0600), like the database they stand in for.
 """
 
 from __future__ import annotations
@@ -42,8 +44,8 @@ class Spool:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        with open(self._lock_path, "a") as lock:
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with open(os.open(self._lock_path, os.O_WRONLY | os.O_CREAT, 0o600), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 yield
@@ -108,7 +110,8 @@ class Spool:
 
 def _write(path: Path, text: str, *, mode: str) -> None:
     new = not path.exists()
-    with open(path, mode, encoding="utf-8") as f:
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if mode == "a" else os.O_TRUNC)
+    with open(os.open(path, flags, 0o600), mode, encoding="utf-8") as f:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
