@@ -341,3 +341,30 @@ async def test_a_refused_admin_command_while_the_database_is_down_is_audited_onc
     assert count(pg_url, "grants") == 0
     r = cli("audit", "verify")
     assert r.code == 0, r.out + r.err
+
+
+async def test_a_draft_held_for_review_while_the_database_is_down_is_stored_once_after(
+    proxy: TcpProxy, env: dict[str, str], pg_url: str, cli
+) -> None:
+    assert cli("access", "grant", "eve@canary.test", "hr-policies").code == 0
+    runtime = await build_runtime(Settings())
+    try:
+        await ask(runtime)  # the grants are read (and kept while the database is away)
+        proxy.set("refuse")
+        sink = CollectingSink()
+        question = "How does parental leave top-up pay work with payroll?"
+        result = await runtime.pipeline.ask(
+            Question(text=question, asker_ref="eve@canary.test"), sink
+        )
+        assert result.outcome == "pending_review" and "review" in sink.text
+        assert spool(env).pending() == 2  # the exchange, then its held draft
+        proxy.set("pass")
+        await replay_once(runtime, env)
+        await replay_once(runtime, env)
+    finally:
+        runtime.close()
+    where = f"exchange_id = '{result.exchange_id}' AND kind = 'draft' AND labels IS NOT NULL"
+    assert count(pg_url, "reviews", where) == 1
+    assert count(pg_url, "audit_log", "action = 'review.draft'") == 1
+    r = cli("audit", "verify")
+    assert r.code == 0, r.out + r.err

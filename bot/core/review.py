@@ -143,37 +143,37 @@ class ReviewDesk:
     async def hold(self, result: ExchangeResult, draft: str, sources: set[str]) -> Review:
         """Store the draft of a recorded exchange for review and tell the front ends."""
         people, channel = self.reviewers_for(sources)
-        review = Review(
-            kind="draft",
-            exchange_id=result.exchange_id,
-            sources=sorted(sources),
-            reviewers=people,
-            review_channel=channel,
-            question=result.question,
-            draft=draft,
-            citations=list(result.sources),
-            asker=result.asker,
-            asker_ref=result.asker_ref,
-            channel=result.channel,
-            thread=result.thread,
-            labels=result.labels.to_json(),
-        )
-        review = await asyncio.to_thread(self._add, review)
+        fields: dict[str, Any] = {
+            "kind": "draft",
+            "exchange_id": result.exchange_id,
+            "sources": sorted(sources),
+            "reviewers": people,
+            "review_channel": channel,
+            "question": result.question,
+            "draft": draft,
+            "citations": list(result.sources),
+            "asker": result.asker,
+            "asker_ref": result.asker_ref,
+            "channel": result.channel,
+            "thread": result.thread,
+            "labels": result.labels.to_json(),
+        }
+        review = Review(**fields)
+        try:
+            review = await self.store.call(functools.partial(self._add, review))
+        except StoreUnavailable:
+            if self.store.spool is None:
+                raise
+            # Held until the database returns (with its labels); the reviewers then get it
+            # through the review reminders, since nobody can open an unsaved review.
+            await asyncio.to_thread(self.store.spool.append, "review", repo.storable(fields))
+            return review
         await self._announce(review)
         return review
 
     def _add(self, review: Review) -> Review:
         with self.store.session() as s:
-            repo.add_review(s, review)
-            repo.audit(
-                s,
-                actor="concierge",
-                action=f"review.{review.kind}",
-                target=review.asker,
-                subject=",".join(review.sources),
-                reason=review.reason,
-                details={"review_id": review.id, "exchange_id": review.exchange_id},
-            )
+            repo.hold_review(s, review)
         return review
 
     async def _announce(self, review: Review) -> None:

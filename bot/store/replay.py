@@ -4,6 +4,7 @@ Each kind is idempotent on its own key, so an entry replayed twice (a crash betw
 and the spool's rewrite) or a record whose first write did land after all is stored once:
 - ``exchange``: by exchange id (and request key); its denial audit row shares its transaction;
 - ``vote``: an upsert per voter and exchange that keeps a newer vote;
+- ``review``: a held draft, by exchange and kind (with its audit row);
 - ``audit``: appended through ``repo.audit`` (so the hash chain stays intact), unless a row
   carrying the entry's ``spool_id`` is already in the log; the original time is kept in
   ``details.happened_at`` because a row's ``at`` is the time it joined the chain.
@@ -20,6 +21,7 @@ from typing import Any
 
 from bot.store import repo
 from bot.store.db import Store, StoreError, StoreUnavailable, Timeouts
+from bot.store.models import Review
 from bot.store.spool import Spool
 
 log = logging.getLogger("concierge.store.replay")
@@ -39,6 +41,9 @@ def apply_entry(store: Store, entry: dict[str, Any]) -> None:
                 repo.audit(s, **data["audit"])
         elif kind == "vote":
             repo.set_vote(s, **data, at=at)
+        elif kind == "review":
+            if not repo.has_review(s, data["exchange_id"], data["kind"]):
+                repo.hold_review(s, Review(**data), happened_at=entry["at"])
         elif kind == "audit":
             fields = dict(data)
             details = {**(fields.pop("details", None) or {}), "spool_id": entry["id"]}

@@ -445,6 +445,32 @@ def add_review(session: Session, review: Review) -> Review:
     return review
 
 
+def hold_review(session: Session, review: Review, happened_at: str | None = None) -> Review:
+    """Store a held draft (or a thumbs-down item) with its audit row. ``happened_at``: when
+    it was held, for one written later from the spool."""
+    add_review(session, review)
+    details: dict[str, Any] = {"review_id": review.id, "exchange_id": review.exchange_id}
+    if happened_at is not None:
+        details["happened_at"] = happened_at
+    audit(
+        session,
+        actor="concierge",
+        action=f"review.{review.kind}",
+        target=review.asker,
+        subject=",".join(review.sources),
+        reason=review.reason,
+        details=details,
+    )
+    return review
+
+
+def has_review(session: Session, exchange_id: str, kind: str) -> bool:
+    found = session.scalar(
+        select(Review.id).where(Review.exchange_id == exchange_id, Review.kind == kind).limit(1)
+    )
+    return found is not None
+
+
 def get_review(session: Session, review_id: int) -> Review | None:
     return session.get(Review, review_id)
 

@@ -30,7 +30,7 @@ from typing import Any
 
 log = logging.getLogger("concierge.store.spool")
 
-KINDS = ("exchange", "vote", "audit")
+KINDS = ("exchange", "vote", "audit", "review")
 
 
 class Spool:
