@@ -229,7 +229,9 @@ class Runtime:
 
     def replay_spool_forever(self) -> asyncio.Task[None]:
         """The background task of ``serve``: replays spooled records when the database is back."""
-        return asyncio.create_task(replay_when_possible(self.store, self.spool))
+        return asyncio.create_task(
+            replay_when_possible(self.store, self.spool, self.reviews.announce)
+        )
 
     def close(self) -> None:
         self.store.close()

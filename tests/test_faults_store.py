@@ -358,9 +358,20 @@ async def test_a_draft_held_for_review_while_the_database_is_down_is_stored_once
         )
         assert result.outcome == "pending_review" and "review" in sink.text
         assert spool(env).pending() == 2  # the exchange, then its held draft
+        announced: list[int] = []
+
+        async def reviewers_told(review) -> None:  # type: ignore[no-untyped-def]
+            announced.append(review.id)
+
+        runtime.reviews.listeners.append(reviewers_told)
         proxy.set("pass")
+        replayer = runtime.replay_spool_forever()
+        try:
+            await until(lambda: bool(announced))  # stored, then the reviewers are told
+        finally:
+            replayer.cancel()
         await replay_once(runtime, env)
-        await replay_once(runtime, env)
+        assert len(announced) == 1 and announced[0] is not None
     finally:
         runtime.close()
     where = f"exchange_id = '{result.exchange_id}' AND kind = 'draft' AND labels IS NOT NULL"

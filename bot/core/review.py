@@ -164,11 +164,11 @@ class ReviewDesk:
         except StoreUnavailable:
             if self.store.spool is None:
                 raise
-            # Held until the database returns (with its labels); the reviewers then get it
-            # through the review reminders, since nobody can open an unsaved review.
+            # Held until the database returns (with its labels); ``serve`` announces it to the
+            # reviewers then (bot/store/replay.py), since nobody can open an unsaved review.
             await asyncio.to_thread(self.store.spool.append, "review", repo.storable(fields))
             return review
-        await self._announce(review)
+        await self.announce(review)
         return review
 
     def _add(self, review: Review) -> Review:
@@ -176,7 +176,8 @@ class ReviewDesk:
             repo.hold_review(s, review)
         return review
 
-    async def _announce(self, review: Review) -> None:
+    async def announce(self, review: Review) -> None:
+        """Tell the front ends' listeners (reviewers, the asker) about a held review."""
         for listener in self.listeners:
             try:
                 await listener(review)
@@ -339,7 +340,7 @@ class ReviewDesk:
 
         review = await asyncio.to_thread(add)
         if review is not None:
-            await self._announce(review)
+            await self.announce(review)
         return review
 
     async def verify(self, review_id: int, *, actor: str, text: str) -> VerifiedAnswer:

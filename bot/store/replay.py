@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,8 +32,9 @@ log = logging.getLogger("concierge.store.replay")
 LOOK_BACK = timedelta(minutes=10)
 
 
-def apply_entry(store: Store, entry: dict[str, Any]) -> None:
-    """Write one spool entry in its own transaction (raises StoreUnavailable if it cannot)."""
+def apply_entry(store: Store, entry: dict[str, Any], held: list[Review] | None = None) -> None:
+    """Write one spool entry in its own transaction (raises StoreUnavailable if it cannot).
+    A held draft stored now is added to ``held`` (its reviewers have not been told yet)."""
     kind, data = entry["kind"], entry["data"]
     at = datetime.fromisoformat(entry["at"])
     with store.session() as s:
@@ -43,7 +45,9 @@ def apply_entry(store: Store, entry: dict[str, Any]) -> None:
             repo.set_vote(s, **data, at=at)
         elif kind == "review":
             if not repo.has_review(s, data["exchange_id"], data["kind"]):
-                repo.hold_review(s, Review(**data), happened_at=entry["at"])
+                review = repo.hold_review(s, Review(**data), happened_at=entry["at"])
+                if held is not None:
+                    held.append(review)
         elif kind == "audit":
             fields = dict(data)
             details = {**(fields.pop("details", None) or {}), "spool_id": entry["id"]}
@@ -73,13 +77,14 @@ def audit_or_spool(store: Store, *, details: dict[str, Any] | None = None, **fie
         store.spool.append("audit", {**fields, "details": details}, entry_id)
 
 
-def replay(store: Store, spool: Spool) -> int:
-    """Replay what waits (synchronous: call from a thread). Returns how many were written."""
+def replay(store: Store, spool: Spool, held: list[Review] | None = None) -> int:
+    """Replay what waits (synchronous: call from a thread). Returns how many were written;
+    held drafts stored are added to ``held``."""
     if not spool.path.exists():
         return 0
     if store.health.down and not store.probe():  # known down: ask once, now
         return 0
-    return spool.replay(lambda entry: apply_entry(store, entry), StoreUnavailable)
+    return spool.replay(lambda entry: apply_entry(store, entry, held), StoreUnavailable)
 
 
 def replay_for(url: str, spool: Spool, timeouts: Timeouts | None = None) -> int:
@@ -99,9 +104,14 @@ def replay_for(url: str, spool: Spool, timeouts: Timeouts | None = None) -> int:
         store.close()
 
 
-async def replay_when_possible(store: Store, spool: Spool, idle_s: float = 1.0) -> None:
+async def replay_when_possible(
+    store: Store,
+    spool: Spool,
+    announce: Callable[[Review], Awaitable[None]] | None = None,
+    idle_s: float = 1.0,
+) -> None:
     """Runs until cancelled (``serve``): while records wait, probe the database with backoff
-    and replay them as soon as it answers."""
+    and replay them as soon as it answers; held drafts stored then are ``announce``d."""
     wait = idle_s
     while True:
         await asyncio.sleep(wait)
@@ -113,7 +123,11 @@ async def replay_when_possible(store: Store, spool: Spool, idle_s: float = 1.0) 
                 asyncio.to_thread(store.probe), store.timeouts.call_s
             )
             if reachable:
-                await asyncio.to_thread(replay, store, spool)
+                held: list[Review] = []
+                await asyncio.to_thread(replay, store, spool, held)
+                for review in held:
+                    if announce is not None:
+                        await announce(review)
                 wait = idle_s
                 continue
         except TimeoutError:
