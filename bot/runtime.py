@@ -18,7 +18,7 @@ from typing import Any
 from bot.config import WorkspaceConfig, load_config, unknown_keys
 from bot.core.access import AccessPolicy, ActiveGrant
 from bot.core.breaker import Breaker, LocalBreaker, RedisBreaker
-from bot.core.budgets import Budgets, Ledger, LocalLedger, RedisLedger
+from bot.core.budgets import Budgets, Ledger, LocalLedger, RedisLedger, SpendUnknown
 from bot.core.embeddings import make_embedder
 from bot.core.generate import ModelRouter, RouterTimings
 from bot.core.identity import DirectoryResolver, IdentityResolver, UnknownPerson
@@ -31,7 +31,9 @@ from bot.core.review import ReviewDesk
 from bot.core.types import Asker, ExchangeResult
 from bot.settings import Settings
 from bot.store import repo
-from bot.store.db import Store
+from bot.store.db import Store, StoreUnavailable, Timeouts
+from bot.store.replay import replay_now, replay_when_possible
+from bot.store.spool import Spool
 from connectors.base import Connector, ConnectorContext
 from connectors.registry import build_connectors
 
@@ -42,37 +44,86 @@ class GrantCache:
     """Active grants, cached behind a lock. Every change to grants (a grant, a revocation, an
     approval, an expiry noted) writes an audit row, so the cache checks the newest audit row id
     on each use -- one indexed lookup, shared by every process and instance on the database --
-    and reloads when it moved, when a cached grant reaches its expiry, or after ``ttl_s``."""
+    and reloads when it moved, when a cached grant reaches its expiry, or after ``ttl_s``.
 
-    def __init__(self, store: Store, ttl_s: float = 60.0) -> None:
+    While the database cannot be reached, the grants last read keep serving for ``stale_s``
+    (none past its expiry); after that, none at all (only the config's readers count: fail
+    closed). Each is logged once per outage."""
+
+    def __init__(self, store: Store, ttl_s: float = 60.0, stale_s: float = 300.0) -> None:
         self.store = store
         self.ttl_s = ttl_s
+        self.stale_s = stale_s
         self._lock = threading.Lock()
         self._state: tuple[int, float, list[ActiveGrant]] | None = None  # version, until, grants
+        self._last: tuple[float, list[tuple[ActiveGrant, datetime | None]]] = (0.0, [])
+        self._told: str | None = None  # what the log was last told during this outage
         self.loads = 0
 
     async def get(self) -> list[ActiveGrant]:
-        return await asyncio.to_thread(self._get)
+        try:
+            return await self.store.call(self._get)
+        except StoreUnavailable:
+            return self._stale()
+
+    def _stale(self) -> list[ActiveGrant]:
+        """The grants last read, while they are recent enough; else none (fail closed)."""
+        read_at, grants = self._last
+        age = time.monotonic() - read_at
+        if not grants or age > self.stale_s:
+            self._tell(
+                "closed",
+                "the database is unreachable: no grants are in force until it "
+                "returns (only the config's readers count)",
+            )
+            return []
+        self._tell(
+            "stale",
+            f"the database is unreachable: serving the grants read {age:.0f} s "
+            f"ago for up to {self.stale_s:.0f} s",
+        )
+        wall = datetime.now(UTC)
+        return [g for g, expires in grants if expires is None or expires > wall]
+
+    def _tell(self, state: str, message: str) -> None:
+        if self._told != state:
+            self._told = state
+            log.error("%s", message)
 
     def _get(self) -> list[ActiveGrant]:
-        with self._lock, self.store.session() as s:
-            version = repo.audit_version(s)
-            now = time.monotonic()
-            if self._state is not None:
-                seen, until, grants = self._state
-                if seen == version and now < until:
-                    return grants
-            rows = repo.active_grants(s)
-            self.loads += 1
-            until = now + self.ttl_s
-            wall = datetime.now(UTC)
-            for g in rows:
-                expires = repo.as_utc(g.expires_at)
-                if expires is not None:  # never serve a grant past its expiry
-                    until = min(until, now + max(0.0, (expires - wall).total_seconds()))
-            grants = [ActiveGrant(g.principal, g.target) for g in rows]
-            self._state = (version, until, grants)
-            return grants
+        # Never wait long behind a call the database is not answering: fall back instead.
+        if not self._lock.acquire(timeout=self.store.timeouts.call_s):
+            raise StoreUnavailable("the grant cache is waiting for the database")
+        try:
+            with self.store.session() as s:
+                return self._read(s)
+        finally:
+            self._lock.release()
+
+    def _read(self, s: Any) -> list[ActiveGrant]:
+        version = repo.audit_version(s)
+        now = time.monotonic()
+        self._told = None
+        if self._state is not None:
+            seen, until, grants = self._state
+            if seen == version and now < until:
+                self._last = (now, self._last[1])
+                return grants
+        rows = repo.active_grants(s)
+        self.loads += 1
+        until = now + self.ttl_s
+        wall = datetime.now(UTC)
+        for g in rows:
+            expires = repo.as_utc(g.expires_at)
+            if expires is not None:  # never serve a grant past its expiry
+                until = min(until, now + max(0.0, (expires - wall).total_seconds()))
+        grants = [ActiveGrant(g.principal, g.target) for g in rows]
+        self._last = (
+            now,
+            [(ActiveGrant(g.principal, g.target), repo.as_utc(g.expires_at)) for g in rows],
+        )
+        self._state = (version, until, grants)
+        return grants
 
 
 class _OwnerNotice:
@@ -107,6 +158,7 @@ class Runtime:
     owner_notice: _OwnerNotice
     reviews: ReviewDesk
     grant_cache: GrantCache
+    spool: Spool
 
     async def grants(self) -> list[ActiveGrant]:
         return await self.grant_cache.get()
@@ -121,22 +173,66 @@ class Runtime:
         return self.policy.principals(asker, await self.grants())
 
     async def record(self, result: ExchangeResult) -> None:
+        """Record the exchange once; while the database cannot be reached (or does not answer
+        in time), spool it durably for replay. Replay is idempotent on the exchange id, so a
+        write that did land before its failure was noticed is not recorded twice."""
+        row = repo.exchange_row(result)
+        denial: dict[str, Any] | None = None
+        if result.outcome == "refused" and result.error == "no_access":
+            # A question denied for want of access is part of the access trail.
+            denial = {
+                "actor": result.asker,
+                "action": "denied",
+                "target": f"user:{result.asker}",
+                "subject": "question",
+                "reason": "no readable source",
+                "details": {"exchange_id": result.exchange_id, "audience": result.audience},
+            }
+
         def write() -> None:
             with self.store.session() as s:
-                recorded = repo.record_exchange(s, result)
-                if recorded and result.outcome == "refused" and result.error == "no_access":
-                    # A question denied for want of access is part of the access trail.
-                    repo.audit(
-                        s,
-                        actor=result.asker,
-                        action="denied",
-                        target=f"user:{result.asker}",
-                        subject="question",
-                        reason="no readable source",
-                        details={"exchange_id": result.exchange_id, "audience": result.audience},
-                    )
+                if repo.insert_exchange(s, row) and denial is not None:
+                    repo.audit(s, **denial)
 
-        await asyncio.to_thread(write)
+        try:
+            await self.store.call(write)
+        except StoreUnavailable:
+            await asyncio.to_thread(self.spool.append, "exchange", {"row": row, "audit": denial})
+
+    async def vote(
+        self,
+        *,
+        exchange_id: str,
+        voter: str,
+        vote: int,
+        reason: str | None = None,
+        category: str | None = None,
+    ) -> None:
+        """Store a vote (one per person per exchange), or spool it while the database is
+        unreachable; a spooled vote never replaces a newer one."""
+        data: dict[str, Any] = {
+            "exchange_id": exchange_id,
+            "voter": voter,
+            "vote": vote,
+            "reason": reason,
+            "category": category,
+        }
+        cast_at = datetime.now(UTC)
+
+        def write() -> None:
+            with self.store.session() as s:
+                repo.set_vote(s, **data, at=cast_at)
+
+        try:
+            await self.store.call(write)
+        except StoreUnavailable:
+            await asyncio.to_thread(self.spool.append, "vote", data)
+
+    def replay_spool_forever(self) -> asyncio.Task[None]:
+        """The background task of ``serve``: replays spooled records when the database is back."""
+        return asyncio.create_task(
+            replay_when_possible(self.store, self.spool, self.reviews.announce)
+        )
 
     def close(self) -> None:
         self.store.close()
@@ -155,7 +251,13 @@ def make_redis(settings: Settings) -> Any | None:
 
     url = settings.redis_url
     if url not in _redis_clients:
-        _redis_clients[url] = redis.Redis.from_url(url, socket_timeout=2)
+        # Short timeouts: Redis is on the request path, and when it does not answer, local
+        # state does (bot/core/shared.py).
+        _redis_clients[url] = redis.Redis.from_url(
+            url,
+            socket_timeout=settings.redis_timeout_s,
+            socket_connect_timeout=settings.redis_timeout_s,
+        )
     return _redis_clients[url]
 
 
@@ -180,7 +282,10 @@ def make_budgets(
             with store.session() as s:
                 return repo.cost_since(s, since, asker)
 
-        return await asyncio.to_thread(read)
+        try:
+            return await store.call(read)
+        except StoreUnavailable as exc:
+            raise SpendUnknown(str(exc)) from exc
 
     return Budgets(config.limits, ledger, seed, notify)
 
@@ -202,7 +307,14 @@ async def build_runtime(
 ) -> Runtime:
     """Everything the pipeline needs. Raises ConfigError / StoreError with a readable message."""
     config = config or load_config(settings.concierge_config)
-    store = await asyncio.to_thread(Store.open, settings.effective_database_url)
+    timeouts = Timeouts(settings.db_connect_timeout_s, settings.db_timeout_s)
+    store = await asyncio.to_thread(
+        Store.open_degraded, settings.effective_database_url, timeouts=timeouts
+    )
+    spool = Spool(settings.spool_dir)
+    store.spool = spool
+    # What an earlier run could not record is written first, if the database answers.
+    await replay_now(store, spool)
     embedder = await asyncio.to_thread(
         make_embedder,
         config.embeddings,
@@ -255,7 +367,10 @@ async def build_runtime(
         warnings=warnings,
         owner_notice=owner_notice,
         reviews=ReviewDesk(store, config, connectors),  # principals_of: set below
-        grant_cache=GrantCache(store, ttl_s=settings.access_cache_s),
+        grant_cache=GrantCache(
+            store, ttl_s=settings.access_cache_s, stale_s=settings.grants_stale_s
+        ),
+        spool=spool,
     )
     runtime.reviews.principals_of = runtime.principals_of
     runtime.pipeline = Pipeline(

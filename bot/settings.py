@@ -45,6 +45,15 @@ class Settings(BaseSettings):
     access_cache_s: float = Field(default=60.0, ge=0, alias="CONCIERGE_ACCESS_CACHE_S")
     # Run the scheduled jobs in this instance (each job still runs once across instances).
     scheduler: bool = Field(default=True, alias="CONCIERGE_SCHEDULER")
+    # Database calls: connecting, and each statement (and lock wait), give up after these; a
+    # question is then answered anyway and its record spooled (bot/store/spool.py).
+    db_connect_timeout_s: float = Field(default=3.0, gt=0, alias="CONCIERGE_DB_CONNECT_TIMEOUT_S")
+    db_timeout_s: float = Field(default=5.0, gt=0, alias="CONCIERGE_DB_TIMEOUT_S")
+    # Grants last read from the database keep serving this long while it is unreachable;
+    # after that only the config's readers count (fail closed).
+    grants_stale_s: float = Field(default=300.0, ge=0, alias="CONCIERGE_GRANTS_STALE_S")
+    # Redis calls on the request path give up after this (then local state answers).
+    redis_timeout_s: float = Field(default=0.5, gt=0, alias="CONCIERGE_REDIS_TIMEOUT_S")
     log_level: str = "WARNING"
     log_format: str = Field(default="text", pattern="^(?i)(text|json)$")  # LOG_FORMAT
     # Spans go here over OTLP/HTTP when set (the exporter reads the other OTEL_* variables).
@@ -77,6 +86,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'concierge.db').resolve()}"
+
+    @property
+    def spool_dir(self) -> Path:
+        """Where records that could not reach the database wait for it (bot/store/spool.py)."""
+        return self.data_dir / "spool"
 
     @property
     def index_dir(self) -> Path:

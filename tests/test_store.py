@@ -74,8 +74,9 @@ def test_expired_and_revoked_grants_are_not_active(store: Store) -> None:
         assert [g.id for g in repo.active_grants(s)] == [live.id]
 
 
-def test_unreachable_database_is_a_clear_error(cli, monkeypatch) -> None:
+def test_unreachable_database_is_a_clear_error_for_admin_writes(cli, monkeypatch) -> None:
+    # Questions are answered and spooled (tests/test_faults_store.py); a grant is refused.
     monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
-    r = cli("ask", "Where do I submit expenses?")
+    r = cli("access", "grant", "eve@canary.test", "hr-policies")
     assert r.code == 1
     assert "cannot reach the database" in r.err and "Traceback" not in r.err

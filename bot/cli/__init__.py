@@ -149,6 +149,16 @@ def _configure_logging(level: str, fmt: str = "text") -> None:
         logging.getLogger(name).setLevel(max(numeric, logging.INFO))
 
 
+def _replay_spool(settings: Settings) -> None:
+    """Records an earlier run could not write (the database was away) are written first."""
+    from bot.store.db import Timeouts
+    from bot.store.replay import replay_for
+    from bot.store.spool import Spool
+
+    timeouts = Timeouts(settings.db_connect_timeout_s, settings.db_timeout_s)
+    replay_for(settings.effective_database_url, Spool(settings.spool_dir), timeouts)
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -163,6 +173,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         from bot.telemetry import configure_tracing
 
         configure_tracing(settings.otel_exporter_otlp_endpoint)
+        if args.command not in ("db", "serve"):  # serve replays in the background
+            _replay_spool(settings)
         if args.command == "db":
             from bot.cli.commands import db_upgrade
 

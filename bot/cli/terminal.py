@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import re
 
 from bot.cli.output import err, out
@@ -13,7 +14,9 @@ from bot.core.types import Audience, ExchangeResult, Question, Turn
 from bot.errors import UsageError
 from bot.runtime import Runtime, build_runtime
 from bot.settings import Settings
-from bot.store import repo
+from bot.store.db import StoreUnavailable
+
+log = logging.getLogger("concierge.cli")
 
 CHANNEL_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,79}$")
 YES = {"y", "yes", "+", "+1", "👍", "up"}
@@ -167,15 +170,16 @@ async def _feedback(runtime: Runtime, result: ExchangeResult, email: str) -> str
         if vote < 0:
             reason = (await _read("What was wrong? (optional) ") or "").strip() or None
 
-        def save() -> None:
-            with runtime.store.session() as s:
-                repo.set_vote(
-                    s, exchange_id=result.exchange_id, voter=email, vote=vote, reason=reason
-                )
-
-        await asyncio.to_thread(save)
+        # Stored, or spooled while the database is unreachable (replayed when it returns).
+        await runtime.vote(exchange_id=result.exchange_id, voter=email, vote=vote, reason=reason)
         if vote < 0 and reason:
-            await runtime.reviews.feedback(result.exchange_id, email, reason)
+            try:
+                await runtime.reviews.feedback(result.exchange_id, email, reason)
+            except StoreUnavailable:
+                log.error(
+                    "the database is unreachable: the owners see this vote's reason in "
+                    "the report once it returns, not as a review item"
+                )
         out(
             "Thanks, noted."
             if vote > 0

@@ -19,6 +19,7 @@ from bot.errors import UsageError
 from bot.store import repo
 from bot.store.db import Store
 from bot.store.models import AccessRequest, AuditEvent, Grant, utcnow
+from bot.store.replay import audit_or_spool
 
 DURATION_RE = re.compile(r"^\s*(\d{1,4})\s*(m|min|h|d|w)\s*$", re.IGNORECASE)
 UNITS = {"m": "minutes", "min": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -49,16 +50,15 @@ def require_full_member(
     if asker.is_full_member:
         return asker.email
     why = asker.not_a_member_because or "not a full member"
-    with store.session() as s:
-        repo.audit(
-            s,
-            actor=f"slack:{asker.ref}" if asker.ref else asker.email,
-            action="refused",
-            target=target,
-            subject=operation,
-            reason=f"not a full member of the team: {why}, showing {asker.email}",
-            details={"claimed_email": asker.email, "account": asker.ref},
-        )
+    audit_or_spool(
+        store,
+        actor=f"slack:{asker.ref}" if asker.ref else asker.email,
+        action="refused",
+        target=target,
+        subject=operation,
+        reason=f"not a full member of the team: {why}, showing {asker.email}",
+        details={"claimed_email": asker.email, "account": asker.ref},
+    )
     raise NotAllowed(NOT_A_MEMBER)
 
 
@@ -132,15 +132,14 @@ class AccessAdmin:
         """Refuse (and audit the refusal) unless ``actor`` is an admin."""
         if self.is_admin(actor):
             return
-        with self.store.session() as s:
-            repo.audit(
-                s,
-                actor=actor,
-                action="refused",
-                target=target,
-                subject=operation,
-                reason="not an admin",
-            )
+        audit_or_spool(
+            self.store,
+            actor=actor,
+            action="refused",
+            target=target,
+            subject=operation,
+            reason="not an admin",
+        )
         raise NotAllowed(f"Only admins can {operation}. Admins: {', '.join(self.config.admins)}.")
 
     # -- operations ------------------------------------------------------------------------

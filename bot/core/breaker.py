@@ -9,6 +9,8 @@ import threading
 import time
 from typing import Any, Protocol
 
+from bot.core.shared import guard_for
+
 
 class Breaker(Protocol):
     async def is_open(self, model: str) -> bool: ...
@@ -57,13 +59,20 @@ class RedisBreaker:
         self.prefix = prefix
         self.failures = failures
         self.cooldown_s = cooldown_s
+        self.guard = guard_for(client)  # while Redis is away, this process counts alone
+        self.local = LocalBreaker(failures, cooldown_s)
 
     async def is_open(self, model: str) -> bool:
-        return bool(
-            await asyncio.to_thread(self.client.exists, f"{self.prefix}breaker:{model}:open")
-        )
+        async def shared() -> bool:
+            key = f"{self.prefix}breaker:{model}:open"
+            return bool(await asyncio.to_thread(self.client.exists, key))
+
+        return await self.guard.run(shared, lambda: self.local.is_open(model))
 
     async def record(self, model: str, ok: bool) -> None:
+        await self.guard.run(lambda: self._record(model, ok), lambda: self.local.record(model, ok))
+
+    async def _record(self, model: str, ok: bool) -> None:
         fails = f"{self.prefix}breaker:{model}:fails"
 
         def write() -> None:
@@ -83,6 +92,11 @@ class RedisBreaker:
         await asyncio.to_thread(write)
 
     async def hold(self, model: str, seconds: float) -> None:
+        await self.guard.run(
+            lambda: self._hold(model, seconds), lambda: self.local.hold(model, seconds)
+        )
+
+    async def _hold(self, model: str, seconds: float) -> None:
         key = f"{self.prefix}breaker:{model}:open"
         ms = max(1, int(seconds * 1000))
 

@@ -18,11 +18,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from bot.config import Limits
+from bot.core.shared import guard_for
 
 Scope = Literal["person", "workspace"]
 # Spent in the store since a moment (UTC), for one person or (None) for everyone.
 Seed = Callable[[datetime, str | None], Awaitable[float]]
 Notify = Callable[[str], Awaitable[None]]
+
+
+class SpendUnknown(Exception):
+    """A seed cannot read what was spent (the database is unreachable): nothing is cached,
+    and the question is answered on the cheaper chain until it can be read again."""
 
 
 @dataclass(frozen=True)
@@ -81,13 +87,31 @@ class LocalLedger:
 
 
 class RedisLedger:
-    """Shared by every instance using the same Redis and key prefix."""
+    """Shared by every instance using the same Redis and key prefix; while Redis is
+    unreachable, this process keeps its own ledger (seeded from the store like LocalLedger)."""
 
     def __init__(self, client: Any, prefix: str) -> None:
         self.client = client
         self.prefix = prefix
+        self.guard = guard_for(client)
+        self.local = LocalLedger()
 
     async def spent(self, key: str, seed: Callable[[], Awaitable[float]], ttl_s: int) -> float:
+        return await self.guard.run(
+            lambda: self._spent(key, seed, ttl_s), lambda: self.local.spent(key, seed, ttl_s)
+        )
+
+    async def add(self, key: str, usd: float, ttl_s: int) -> None:
+        await self.guard.run(
+            lambda: self._add(key, usd, ttl_s), lambda: self.local.add(key, usd, ttl_s)
+        )
+
+    async def once(self, key: str, ttl_s: int) -> bool:
+        return await self.guard.run(
+            lambda: self._once(key, ttl_s), lambda: self.local.once(key, ttl_s)
+        )
+
+    async def _spent(self, key: str, seed: Callable[[], Awaitable[float]], ttl_s: int) -> float:
         name = f"{self.prefix}budget:{key}"
         value = await asyncio.to_thread(self.client.get, name)
         if value is not None:
@@ -97,7 +121,7 @@ class RedisLedger:
         await asyncio.to_thread(lambda: self.client.set(name, repr(seeded), nx=True, ex=ttl_s))
         return float(await asyncio.to_thread(self.client.get, name) or 0.0)
 
-    async def add(self, key: str, usd: float, ttl_s: int) -> None:
+    async def _add(self, key: str, usd: float, ttl_s: int) -> None:
         name = f"{self.prefix}budget:{key}"
 
         def write() -> None:
@@ -106,7 +130,7 @@ class RedisLedger:
 
         await asyncio.to_thread(write)
 
-    async def once(self, key: str, ttl_s: int) -> bool:
+    async def _once(self, key: str, ttl_s: int) -> bool:
         name = f"{self.prefix}budget-told:{key}"
         return bool(await asyncio.to_thread(self.client.set, name, "1", nx=True, ex=ttl_s))
 
@@ -176,7 +200,10 @@ class Budgets:
         # The most used of the budgets decides (a person's day, the workspace's month).
         decision, used = BudgetDecision(), -1.0
         for period in periods(self.limits, person, self.clock()):
-            spent = await self._spent(period, person)
+            try:
+                spent = await self._spent(period, person)
+            except SpendUnknown:
+                return BudgetDecision(True, True)
             if spent >= period.limit:
                 span = "daily" if period.scope == "person" else "monthly"
                 await self._tell_owners(period, person, spent)

@@ -14,6 +14,8 @@ from typing import Any, Protocol
 
 from cachetools import TTLCache
 
+from bot.core.shared import guard_for
+
 
 @dataclass(frozen=True)
 class LimitDecision:
@@ -49,15 +51,21 @@ class LocalRateLimiter:
 
 
 class RedisRateLimiter:
-    """Shared by every instance that uses the same Redis and key prefix."""
+    """Shared by every instance that uses the same Redis and key prefix; counts in this
+    process while Redis is unreachable (bot/core/shared.py)."""
 
     def __init__(self, client: Any, prefix: str, per_minute: int, window_s: int = 60) -> None:
         self.client = client
         self.prefix = prefix
         self.per_minute = per_minute
         self.window_s = window_s
+        self.guard = guard_for(client)
+        self.local = LocalRateLimiter(per_minute, window_s)
 
     async def check(self, key: str) -> LimitDecision:
+        return await self.guard.run(lambda: self._shared(key), lambda: self.local.check(key))
+
+    async def _shared(self, key: str) -> LimitDecision:
         bucket = int(time.time() // self.window_s)
         name = f"{self.prefix}rate:{key}:{bucket}"
 

@@ -14,6 +14,8 @@ Every decision is an audit row (actor, what, when, why, edits).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import hashlib
 import logging
 import re
@@ -27,7 +29,7 @@ from bot.core.labels import Labels
 from bot.core.types import ExchangeResult
 from bot.errors import UsageError
 from bot.store import repo
-from bot.store.db import Store
+from bot.store.db import Store, StoreUnavailable
 from bot.store.models import Review, VerifiedAnswer, utcnow
 from connectors.base import Connector
 
@@ -141,40 +143,41 @@ class ReviewDesk:
     async def hold(self, result: ExchangeResult, draft: str, sources: set[str]) -> Review:
         """Store the draft of a recorded exchange for review and tell the front ends."""
         people, channel = self.reviewers_for(sources)
-        review = Review(
-            kind="draft",
-            exchange_id=result.exchange_id,
-            sources=sorted(sources),
-            reviewers=people,
-            review_channel=channel,
-            question=result.question,
-            draft=draft,
-            citations=list(result.sources),
-            asker=result.asker,
-            asker_ref=result.asker_ref,
-            channel=result.channel,
-            thread=result.thread,
-            labels=result.labels.to_json(),
-        )
-        review = await asyncio.to_thread(self._add, review)
-        await self._announce(review)
+        fields: dict[str, Any] = {
+            "kind": "draft",
+            "exchange_id": result.exchange_id,
+            "sources": sorted(sources),
+            "reviewers": people,
+            "review_channel": channel,
+            "question": result.question,
+            "draft": draft,
+            "citations": list(result.sources),
+            "asker": result.asker,
+            "asker_ref": result.asker_ref,
+            "channel": result.channel,
+            "thread": result.thread,
+            "labels": result.labels.to_json(),
+        }
+        review = Review(**fields)
+        try:
+            review = await self.store.call(functools.partial(self._add, review))
+        except StoreUnavailable:
+            if self.store.spool is None:
+                raise
+            # Held until the database returns (with its labels); ``serve`` announces it to the
+            # reviewers then (bot/store/replay.py), since nobody can open an unsaved review.
+            await asyncio.to_thread(self.store.spool.append, "review", repo.storable(fields))
+            return review
+        await self.announce(review)
         return review
 
     def _add(self, review: Review) -> Review:
         with self.store.session() as s:
-            repo.add_review(s, review)
-            repo.audit(
-                s,
-                actor="concierge",
-                action=f"review.{review.kind}",
-                target=review.asker,
-                subject=",".join(review.sources),
-                reason=review.reason,
-                details={"review_id": review.id, "exchange_id": review.exchange_id},
-            )
+            repo.hold_review(s, review)
         return review
 
-    async def _announce(self, review: Review) -> None:
+    async def announce(self, review: Review) -> None:
+        """Tell the front ends' listeners (reviewers, the asker) about a held review."""
         for listener in self.listeners:
             try:
                 await listener(review)
@@ -337,7 +340,7 @@ class ReviewDesk:
 
         review = await asyncio.to_thread(add)
         if review is not None:
-            await self._announce(review)
+            await self.announce(review)
         return review
 
     async def verify(self, review_id: int, *, actor: str, text: str) -> VerifiedAnswer:
@@ -381,7 +384,10 @@ class ReviewDesk:
             with self.store.session() as s:
                 return [v for v in repo.active_verified(s) if _similar(v.question_key, key)]
 
-        found = await asyncio.to_thread(candidates)
+        try:
+            found = await self.store.call(candidates)
+        except StoreUnavailable:
+            return None  # the database is away: answer the usual way
         shared = {s.name for s in access.shared}
         for v in sorted(found, key=lambda v: v.question_key != key):
             names = {str(c.get("source")) for c in v.citations}
@@ -399,7 +405,9 @@ class ReviewDesk:
                 )
                 return Verified(v, v.answer + label, labels)
             if changed:
-                await asyncio.to_thread(self._retire, v.id, changed)
+                # Retired next time if the database is away; this answer is not used either way.
+                with contextlib.suppress(StoreUnavailable):
+                    await self.store.call(functools.partial(self._retire, v.id, changed))
         return None
 
     async def _changed(self, v: VerifiedAnswer, access: AccessDecision) -> str | None:

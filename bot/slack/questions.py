@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from bot.core.labels import Labels
@@ -11,6 +10,7 @@ from bot.slack.deps import SlackDeps
 from bot.slack.streaming import SlackStreamer, Target
 from bot.slack.text import escape
 from bot.store import repo
+from bot.store.db import StoreUnavailable
 
 log = logging.getLogger("concierge.slack.questions")
 
@@ -88,7 +88,11 @@ async def history(deps: SlackDeps, channel: str, thread: str) -> tuple[Turn, ...
                 Turn(r.question or "", r.answer or "", Labels.from_json(r.labels)) for r in rows
             ]
 
-    return tuple(await asyncio.to_thread(load))
+    try:
+        return tuple(await deps.runtime.store.call(load))
+    except StoreUnavailable:  # answer without the thread's history rather than not at all
+        log.warning("thread history unavailable (the database is unreachable)")
+        return ()
 
 
 async def answer_message(

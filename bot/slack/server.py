@@ -19,6 +19,7 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 
 from bot import ops_http
+from bot.health import readiness
 from bot.runtime import Runtime, build_runtime
 from bot.settings import Settings
 from bot.slack.app import build_app, build_deps, make_client
@@ -80,10 +81,15 @@ def http_app(bolt: AsyncApp, deps: SlackDeps) -> web.Application:
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"ok": True, "answers_in_flight": len(deps.tasks)})
 
+    async def readyz(_: web.Request) -> web.Response:
+        ready, body = await readiness(deps.runtime)
+        return web.json_response(body, status=200 if ready else 503)
+
     app = web.Application(client_max_size=MAX_BODY)
     app.router.add_post("/slack/events", events)
     app.router.add_get("/healthz", healthz)
     ops_http.add_routes(app)
+    app.router.add_get("/readyz", readyz)
     return app
 
 
@@ -148,6 +154,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> int:
     for warning in runtime.warnings:
         log.warning("%s", warning)
     scheduler = await start_scheduler(settings, runtime, deps)
+    replayer = runtime.replay_spool_forever()  # spooled records, once the database is back
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -192,6 +199,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> int:
             await runner.cleanup()
         return 0
     finally:
+        replayer.cancel()
         if scheduler is not None:
             await scheduler.stop()
         await drain(deps, 0)

@@ -2,16 +2,30 @@
 
 SQLite (the embedded default) runs in WAL mode with a busy timeout so that a chat, an ``ask``
 and a server can share one file. PostgreSQL comes through DATABASE_URL. Database calls are
-synchronous and short; async callers run them with ``asyncio.to_thread``.
+synchronous and short; async callers run them with ``asyncio.to_thread`` (or ``Store.call``,
+which also bounds the wait on the client side).
+
+Every call is bounded: a connect timeout, a statement and lock timeout on the server, and a
+client-side bound for a server that does not answer at all. When the database cannot be
+reached, ``Store.health`` remembers it and calls fail at once (``StoreUnavailable``) for a
+short, growing while, so that an outage costs a question nothing and a hung server cannot
+take every worker thread. Records of what happened meanwhile go to the spool
+(bot/store/spool.py).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import math
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -19,17 +33,104 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.errors import ConciergeError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _migrate_lock = threading.Lock()
+log = logging.getLogger("concierge.store")
+T = TypeVar("T")
+
+# SQLite errors that mean "not now" (another writer, a file that cannot be opened) rather
+# than a broken schema or a bug.
+_SQLITE_TRANSIENT = ("locked", "busy", "unable to open", "disk i/o")
 
 
 class StoreError(ConciergeError):
     """The database cannot be reached or used."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached now (refused, dropped, timed out, locked)."""
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """How long a database call may take (settings: CONCIERGE_DB_CONNECT_TIMEOUT_S,
+    CONCIERGE_DB_TIMEOUT_S)."""
+
+    connect_s: float = 3.0
+    statement_s: float = 5.0
+
+    @property
+    def call_s(self) -> float:
+        """The client-side bound on one unit of work run through ``Store.call``."""
+        return max(self.connect_s, self.statement_s) + 0.5
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database cannot be reached now (worth spooling and retrying),
+    as opposed to a bug or a constraint."""
+    if isinstance(exc, PoolTimeout | StoreUnavailable):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, OperationalError | InterfaceError):
+        if "sqlite" in type(getattr(exc, "orig", None)).__module__:
+            return any(word in str(exc.orig).lower() for word in _SQLITE_TRANSIENT)
+        return True
+    return False
+
+
+class Health:
+    """Whether the database answered lately. After a failure, calls fail at once until a
+    retry time that backs off from 1 s to 15 s; the first success clears it. The start and
+    end of an outage are logged once each."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._lock = threading.Lock()
+        self.down_since: float | None = None
+        self._retry_at = 0.0
+        self._backoff = 0.0
+
+    @property
+    def down(self) -> bool:
+        return self.down_since is not None
+
+    def should_try(self) -> bool:
+        return self.down_since is None or time.monotonic() >= self._retry_at
+
+    def failed(self, why: str) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if self.down_since is None:
+                self.down_since = now
+                self._backoff = 1.0
+                log.error(
+                    "the database (%s) is unreachable (%s): questions are still answered and "
+                    "their records spooled until it returns",
+                    self.what,
+                    why,
+                )
+            else:
+                self._backoff = min(15.0, self._backoff * 2)
+            self._retry_at = now + self._backoff
+
+    def ok(self) -> None:
+        if self.down_since is None:
+            return
+        with self._lock:
+            if self.down_since is not None:
+                log.warning(
+                    "the database (%s) is reachable again after %.1f s",
+                    self.what,
+                    time.monotonic() - self.down_since,
+                )
+            self.down_since = None
 
 
 def normalise_url(url: str) -> str:
@@ -41,13 +142,17 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, timeouts: Timeouts | None = None) -> Engine:
+    timeouts = timeouts or Timeouts()
     url = normalise_url(url)
     parsed = make_url(url)
+    busy_ms = int(timeouts.statement_s * 1000)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(
+            url, connect_args={"timeout": timeouts.statement_s, "check_same_thread": False}
+        )
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -55,11 +160,23 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={busy_ms}")
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    # libpq counts whole seconds (and at least 2); the server cancels a statement, or a wait
+    # for a lock, that takes longer than the statement timeout.
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=20,
+        pool_timeout=timeouts.connect_s,
+        connect_args={
+            "connect_timeout": max(2, math.ceil(timeouts.connect_s)),
+            "options": f"-c statement_timeout={busy_ms} -c lock_timeout={busy_ms}",
+        },
+    )
 
 
 def _alembic_config(engine: Engine) -> AlembicConfig:
@@ -108,27 +225,86 @@ def ensure_schema(engine: Engine) -> None:
 class Store:
     """The engine plus a session factory; passed to whatever needs the database."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, timeouts: Timeouts | None = None) -> None:
         self.engine = engine
+        self.timeouts = timeouts or Timeouts()
+        self.health = Health(engine.url.render_as_string(hide_password=True))
+        # Where records of what already happened wait while the database is away (set by
+        # the runtime; a bare Store, as admin commands open, refuses instead).
+        self.spool: Any = None
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     @classmethod
-    def open(cls, url: str, *, migrate: bool = True) -> Store:
-        engine = make_engine(url)
+    def open(cls, url: str, *, migrate: bool = True, timeouts: Timeouts | None = None) -> Store:
+        engine = make_engine(url, timeouts)
         if migrate:
             ensure_schema(engine)
-        return cls(engine)
+        return cls(engine, timeouts)
+
+    @classmethod
+    def open_degraded(cls, url: str, *, timeouts: Timeouts | None = None) -> Store:
+        """Open and migrate when the database answers; when it cannot be reached, open it
+        anyway (marked down) so that questions are answered and their records spooled."""
+        try:
+            return cls.open(url, timeouts=timeouts)
+        except StoreError as exc:
+            if not is_unavailable(exc.__cause__ or exc):
+                raise
+            store = cls(make_engine(url, timeouts), timeouts)
+            store.health.failed(str(exc))
+            return store
+
+    def unavailable(self) -> StoreUnavailable:
+        return StoreUnavailable(
+            "the database cannot be reached right now; nothing was changed, try again shortly"
+        )
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A session per unit of work: committed on success, rolled back on error."""
+        """A session per unit of work: committed on success, rolled back on error. Fails at
+        once with ``StoreUnavailable`` while the database is known to be down."""
+        if not self.health.should_try():
+            raise self.unavailable()
         with self._sessions() as session:
             try:
                 yield session
                 session.commit()
-            except BaseException:
-                session.rollback()
+            except BaseException as exc:
+                with contextlib.suppress(Exception):  # a dead connection cannot roll back
+                    session.rollback()
+                if is_unavailable(exc):
+                    self.health.failed(exc.__class__.__name__)
+                    raise self.unavailable() from exc
                 raise
+        self.health.ok()
+
+    async def call(self, work: Callable[[], T], timeout_s: float | None = None) -> T:
+        """Run ``work`` (synchronous database work) in a thread, waiting at most the client-side
+        bound: a server that accepts connections and then says nothing still cannot hold a
+        question. The thread finishes on its own; its late commit is harmless because every
+        spooled record is replayed idempotently."""
+        if not self.health.should_try():
+            raise self.unavailable()
+        try:
+            return await asyncio.wait_for(
+                asyncio.to_thread(work), timeout_s or self.timeouts.call_s
+            )
+        except TimeoutError:
+            self.health.failed("no answer within the timeout")
+            raise self.unavailable() from None
+
+    def probe(self) -> bool:
+        """One ``SELECT 1``, whatever the health says; True (and healthy) when it answered."""
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+        except SQLAlchemyError as exc:
+            if is_unavailable(exc):
+                self.health.failed(exc.__class__.__name__)
+                return False
+            raise
+        self.health.ok()
+        return True
 
     def close(self) -> None:
         self.engine.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -33,43 +34,78 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
+# NUL (PostgreSQL refuses it in text) and surrogate code points (no UTF-8 form: SQLite and
+# psycopg refuse them). A valid pair never appears in a Python str, so any is a lone one.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(value: Any) -> Any:
+    """``value`` with every string in it made storable in both databases (each unstorable
+    code point becomes U+FFFD). Applied here, at the store boundary, to every text we write,
+    so that no caller can forget it; what the person saw is not changed."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("\ufffd", value)
+    if isinstance(value, list | tuple):
+        return [storable(v) for v in value]
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    return value
+
+
+def exchange_row(result: ExchangeResult, at: datetime | None = None) -> dict[str, Any]:
+    """The exchange's columns as plain, storable JSON values (also what the spool keeps)."""
+    return storable(
+        {
+            "id": result.exchange_id,
+            "created_at": (at or utcnow()).isoformat(),
+            "request_key": result.request_key,
+            "asker": result.asker,
+            "asker_ref": result.asker_ref,
+            "surface": result.surface,
+            "channel": result.channel,
+            "thread": result.thread,
+            "audience": result.audience,
+            "question": result.question,
+            "answer": result.answer,
+            "outcome": result.outcome,
+            "sources": list(result.sources),
+            "sources_withheld": list(result.sources_withheld),
+            "sources_searched": list(result.sources_searched),
+            "prompt_name": result.prompt_name,
+            "prompt_version": result.prompt_version,
+            "models_tried": list(result.models_tried),
+            "attempts": [a.as_dict() for a in result.attempts],
+            "model": result.model,
+            "input_tokens": result.input_tokens,
+            "output_tokens": result.output_tokens,
+            "tokens_estimated": result.tokens_estimated,
+            "cost_usd": result.cost_usd,
+            "ttft_ms": result.ttft_ms,
+            "total_ms": result.total_ms,
+            "error": result.error,
+            "labels": result.labels.to_json(),
+            "redactions": dict(result.redactions),
+        }
+    )
+
+
 def record_exchange(session: Session, result: ExchangeResult) -> bool:
     """Insert the exchange once. Returns False if its request key was already recorded."""
-    row = Exchange(
-        id=result.exchange_id,
-        request_key=result.request_key,
-        asker=result.asker,
-        asker_ref=result.asker_ref,
-        surface=result.surface,
-        channel=result.channel,
-        thread=result.thread,
-        audience=result.audience,
-        question=result.question,
-        answer=result.answer,
-        outcome=result.outcome,
-        sources=list(result.sources),
-        sources_withheld=list(result.sources_withheld),
-        sources_searched=list(result.sources_searched),
-        prompt_name=result.prompt_name,
-        prompt_version=result.prompt_version,
-        models_tried=list(result.models_tried),
-        attempts=[a.as_dict() for a in result.attempts],
-        model=result.model,
-        input_tokens=result.input_tokens,
-        output_tokens=result.output_tokens,
-        tokens_estimated=result.tokens_estimated,
-        cost_usd=result.cost_usd,
-        ttft_ms=result.ttft_ms,
-        total_ms=result.total_ms,
-        error=result.error,
-        labels=result.labels.to_json(),
-        redactions=dict(result.redactions),
-    )
+    return insert_exchange(session, exchange_row(result))
+
+
+def insert_exchange(session: Session, values: dict[str, Any]) -> bool:
+    """Insert one exchange from ``exchange_row`` values. False (nothing written) when its id
+    or its request key is already recorded: a replayed record, or a retried delivery."""
+    values = storable(values)
+    if session.get(Exchange, values["id"]) is not None:
+        return False
+    row = Exchange(**{**values, "created_at": datetime.fromisoformat(values["created_at"])})
     try:
         with session.begin_nested():
             session.add(row)
     except IntegrityError:
-        if result.request_key is None:
+        if values.get("request_key") is None:
             raise
         return False
     return True
@@ -87,20 +123,27 @@ def set_vote(
     vote: int,
     reason: str | None = None,
     category: str | None = None,
+    at: datetime | None = None,
 ) -> Feedback:
-    """One vote per person per exchange: a second vote replaces the first."""
+    """One vote per person per exchange: a second vote replaces the first. ``at`` is when the
+    vote was cast (a spooled vote, replayed later): a newer vote already stored is kept."""
     if vote not in (1, -1):
         raise ValueError("vote must be +1 or -1")
+    reason, category = storable(reason), storable(category)
     existing = session.scalar(
         select(Feedback).where(Feedback.exchange_id == exchange_id, Feedback.voter == voter)
     )
     if existing is None:
         existing = Feedback(exchange_id=exchange_id, voter=voter, vote=vote)
+        if at is not None:
+            existing.created_at = at
         session.add(existing)
+    elif at is not None and (_aware(existing.updated_at) or at) > at:
+        return existing
     existing.vote = vote
     existing.reason = reason
     existing.category = category
-    existing.updated_at = utcnow()
+    existing.updated_at = at or utcnow()
     session.flush()
     FEEDBACK.labels("up" if vote > 0 else "down").inc()
     return existing
@@ -174,12 +217,12 @@ def audit(
     fields = chain.ChainFields(
         id=last_id + 1,
         at=utcnow(),
-        actor=actor,
-        action=action,
-        target=target,
-        subject=subject,
-        reason=reason,
-        details=chain.plain_json(details),
+        actor=storable(actor),
+        action=storable(action),
+        target=storable(target),
+        subject=storable(subject),
+        reason=storable(reason),
+        details=chain.plain_json(storable(details)),
     )
     row = AuditEvent(
         **fields._asdict(), prev_hash=prev_hash, row_hash=chain.row_hash(prev_hash, fields)
@@ -219,6 +262,15 @@ def _chain_head(session: Session) -> tuple[int, str]:
         .limit(1)
     )
     return int(last.id), hashed or chain.GENESIS
+
+
+def has_spooled_audit(session: Session, entry_id: str, *, action: str, since: datetime) -> bool:
+    """Whether the audit row of spool entry ``entry_id`` is already in the log (its details
+    carry ``spool_id``): replaying it again would append it twice."""
+    rows = session.scalars(
+        select(AuditEvent.details).where(AuditEvent.action == action, AuditEvent.at >= since)
+    )
+    return any(isinstance(d, dict) and d.get("spool_id") == entry_id for d in rows)
 
 
 def recent_audit(session: Session, limit: int = 20) -> list[AuditEvent]:
@@ -399,9 +451,38 @@ def purge_text_before(session: Session, cutoff: datetime) -> int:
 
 
 def add_review(session: Session, review: Review) -> Review:
+    for name in ("question", "draft", "final", "reason"):
+        if isinstance(getattr(review, name, None), str):
+            setattr(review, name, storable(getattr(review, name)))
     session.add(review)
     session.flush()
     return review
+
+
+def hold_review(session: Session, review: Review, happened_at: str | None = None) -> Review:
+    """Store a held draft (or a thumbs-down item) with its audit row. ``happened_at``: when
+    it was held, for one written later from the spool."""
+    add_review(session, review)
+    details: dict[str, Any] = {"review_id": review.id, "exchange_id": review.exchange_id}
+    if happened_at is not None:
+        details["happened_at"] = happened_at
+    audit(
+        session,
+        actor="concierge",
+        action=f"review.{review.kind}",
+        target=review.asker,
+        subject=",".join(review.sources),
+        reason=review.reason,
+        details=details,
+    )
+    return review
+
+
+def has_review(session: Session, exchange_id: str, kind: str) -> bool:
+    found = session.scalar(
+        select(Review.id).where(Review.exchange_id == exchange_id, Review.kind == kind).limit(1)
+    )
+    return found is not None
 
 
 def get_review(session: Session, review_id: int) -> Review | None:
