@@ -154,7 +154,11 @@ class LocalEmbedder(Embedder):
         # Lower-cased: people type "pto" as often as "PTO". In batches, so that indexing a
         # large folder never holds every tokenised passage at once.
         for start in range(0, len(texts), self.batch):
-            lowered = [t.lower()[: self.max_chars] for t in texts[start : start + self.batch]]
+            lowered = [
+                # Lone surrogates (from a malformed message) cannot be tokenised: replaced.
+                t.lower()[: self.max_chars].encode("utf-8", "replace").decode("utf-8")
+                for t in texts[start : start + self.batch]
+            ]
             encoded = self.tokenizer.encode_batch(lowered, add_special_tokens=False)
             for i, enc in enumerate(encoded, start):
                 ids = np.asarray(enc.ids[: self.max_tokens], dtype=np.int64)
