@@ -40,6 +40,7 @@ REFUSED_NOTE = (
     "The {model} model declined to answer this under its provider's content policy. "
     "Try rephrasing the question, or ask the source's owner directly."
 )
+STOPPED_NOTE = "\n\n…(Concierge restarted before finishing this answer.)"
 PRIVATE_SENT_NOTE = "A fuller answer from sources only you can see has been sent to you privately."
 
 
@@ -81,9 +82,8 @@ class Pipeline:
     def __init__(self, deps: PipelineDeps) -> None:
         self.deps = deps
 
-    async def ask(self, question: Question, sink: Sink) -> ExchangeResult:
-        started = question.received_at
-        result = ExchangeResult(
+    def _new_result(self, question: Question) -> ExchangeResult:
+        return ExchangeResult(
             exchange_id=str(uuid.uuid4()),
             asker=question.asker_ref,
             asker_ref=question.asker_ref,
@@ -96,18 +96,38 @@ class Pipeline:
             prompt_version=self.deps.prompt.version,
             request_key=question.request_key,
         )
+
+    async def record_unanswerable(self, question: Question, reason: str) -> ExchangeResult:
+        """A question the front end has no place to answer (a payload without a channel):
+        recorded as failed and undelivered, with the reason, so it is not lost. No step runs
+        (nothing could be shown, so nothing is searched or generated)."""
+        result = self._new_result(question)
+        result.error = reason
+        result.delivery = "failed"
+        await self._record(result)
+        return result
+
+    async def ask(self, question: Question, sink: Sink) -> ExchangeResult:
+        started = question.received_at
+        result = self._new_result(question)
         first_chunk: list[float] = []
+        shown: list[str] = []
 
         async def emit(text: str) -> None:
             if not first_chunk:
                 first_chunk.append(time.perf_counter())
+            shown.append(text)
             await sink.write(text)
 
         try:
             await self._run(question, result, emit, sink)
         except asyncio.CancelledError:
-            result.outcome = "failed"
-            result.error = "cancelled"
+            # The process is stopping and its grace period is over: the person keeps what was
+            # shown, with a note saying why it ends there; the record says incomplete.
+            result.outcome = "incomplete"
+            result.error = "cancelled: the process stopped before the answer finished"
+            result.answer = "".join(shown) + STOPPED_NOTE
+            await asyncio.shield(self._write_quietly(sink, STOPPED_NOTE))
             raise
         except Exception as exc:
             log.exception("exchange %s failed", result.exchange_id)
@@ -120,7 +140,7 @@ class Pipeline:
             end = time.perf_counter()
             result.ttft_ms = (first_chunk[0] - started) * 1000 if first_chunk else None
             result.total_ms = (end - started) * 1000
-            await asyncio.shield(self._record(result))
+            await asyncio.shield(self._finish(sink, result))
         if result.outcome == "pending_review" and self.deps.reviews is not None:
             try:
                 review = await self.deps.reviews.hold(
@@ -129,8 +149,26 @@ class Pipeline:
                 result.review_id = review.id
             except Exception:
                 log.exception("could not hold exchange %s for review", result.exchange_id)
-        await sink.close(result)
         return result
+
+    async def _write_quietly(self, sink: Sink, text: str) -> None:
+        try:
+            await sink.write(text)
+        except Exception:
+            log.exception("could not write the closing note")
+
+    async def _finish(self, sink: Sink, result: ExchangeResult) -> None:
+        """Close the sink (the stream ends whatever happened), then record what the person
+        was shown: an answer whose delivery failed is never recorded as ``answered``."""
+        try:
+            await sink.close(result)
+        except Exception:
+            log.exception("could not deliver exchange %s", result.exchange_id)
+            result.delivery = "failed" if result.delivery == "delivered" else result.delivery
+        if result.delivery != "delivered" and result.outcome == "answered":
+            result.outcome = "incomplete"
+            result.error = result.error or f"delivery {result.delivery}"
+        await self._record(result)
 
     def _offers(self, access: AccessDecision, question: str, unanswered: bool) -> list[Source]:
         """Requestable sources the asker may not read, when they name one or nothing they may

@@ -18,6 +18,9 @@ OUTCOMES: tuple[Outcome, ...] = (
     "pending_review",
 )
 AudienceKind = Literal["private", "channel"]
+# Whether the person saw the answer: all of it, part of it (a front end's writes failed after
+# some text was shown) or none of it.
+Delivery = Literal["delivered", "partial", "failed"]
 
 
 @dataclass(frozen=True)
@@ -213,6 +216,8 @@ class ExchangeResult:
     # What the answer text carries: everything that went into its prompt (passages, history
     # turns) or the verified answer it repeats. Later turns, reviews and votes inherit it.
     labels: Labels = field(default_factory=Labels)
+    # Set by the sink when it closes: what the person was actually shown (recorded).
+    delivery: Delivery = "delivered"
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

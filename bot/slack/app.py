@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from cachetools import TTLCache
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
-from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.versions import RedisVersion
@@ -28,12 +35,14 @@ from bot.store.models import Review
 
 log = logging.getLogger("concierge.slack")
 REPLAY_WINDOW_S = 600  # Slack refuses timestamps older than 5 minutes; keep keys for 10
+CLAIM_BUDGET_S = 0.02  # the longest an ack waits for the shared replay claim
 
 
 def make_client(settings: Settings, *, retry_rate_limits: bool = True) -> AsyncWebClient:
-    """The Web API client. With ``retry_rate_limits`` a 429 is retried after its Retry-After
-    (twice at most); the streamer uses a client without it, because it handles 429s itself
-    by pausing the whole workspace's write budget."""
+    """The Web API client. With ``retry_rate_limits`` (every caller but the streamer) the
+    client owns retries: a 429 after its Retry-After, a 5xx and a failed connection, twice at
+    most each. Without it the client retries nothing: the streamer owns its writes' retries
+    (a 429 pauses the whole workspace's write budget; bot/slack/streaming.py)."""
     if settings.slack_bot_token is None:
         raise ConfigError("SLACK_BOT_TOKEN is not set: serve needs the bot token (xoxb-…)")
     client = AsyncWebClient(
@@ -42,7 +51,13 @@ def make_client(settings: Settings, *, retry_rate_limits: bool = True) -> AsyncW
         timeout=15,
     )
     if retry_rate_limits:
-        client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=2))
+        client.retry_handlers = [
+            AsyncConnectionErrorRetryHandler(max_retry_count=2),
+            AsyncServerErrorRetryHandler(max_retry_count=2),
+            AsyncRateLimitErrorRetryHandler(max_retry_count=2),
+        ]
+    else:
+        client.retry_handlers = []
     return client
 
 
@@ -63,7 +78,11 @@ def build_app(deps: SlackDeps, *, socket_mode: bool = False) -> AsyncApp:
         signing_secret=secret.get_secret_value() if secret else "socket-mode",
         request_verification_enabled=not socket_mode,
         process_before_response=False,
+        # Our own authorize: the bot's ids come from the auth.test made at start-up, so no
+        # request's ack ever waits for Bolt's own first-request auth.test.
+        authorize=make_authorize(deps),
     )
+    recent: TTLCache[str, bool] = TTLCache(maxsize=100_000, ttl=REPLAY_WINDOW_S)
 
     @app.middleware
     async def exactly_once(
@@ -74,17 +93,17 @@ def build_app(deps: SlackDeps, *, socket_mode: bool = False) -> AsyncApp:
         their listener after the ack (on event_id and on channel+ts), so that the claim's
         database write never delays an event's acknowledgement."""
         body: dict[str, Any] = req.body or {}
-        key = None
-        if body.get("type") not in ("event_callback", "url_verification"):
-            values = req.headers.get("x-slack-signature") or []
-            signature = values[0] if values else None
-            if signature:
-                key = f"sig:{signature}"
-        if key and not await deps.deduper.claim(
-            key, REPLAY_WINDOW_S if key.startswith("sig") else 86_400
-        ):
-            log.info("dropped a repeated delivery (%s)", key.split(":", 1)[0])
+        if body.get("type") in ("event_callback", "url_verification"):
+            return await next()
+        values = req.headers.get("x-slack-signature") or []
+        signature = values[0] if values else None
+        if not signature:
+            return await next()
+        key = f"sig:{signature}"
+        if key in recent or not await claim_briefly(deps, key):
+            log.info("dropped a repeated delivery (sig)")
             return BoltResponse(status=200, body="")
+        recent[key] = True
         return await next()
 
     register_all(app, deps)
@@ -94,6 +113,58 @@ def build_app(deps: SlackDeps, *, socket_mode: bool = False) -> AsyncApp:
         log.error("unhandled error in a listener: %s", error.__class__.__name__, exc_info=error)
 
     return app
+
+
+async def claim_briefly(deps: SlackDeps, key: str) -> bool:
+    """The shared replay claim, waited for at most CLAIM_BUDGET_S so that an ack never waits
+    for the database or Redis. A claim that takes longer goes on in the background and the
+    request goes ahead (a replay reaching another instance while the store is that slow could
+    run twice; one reaching this instance is caught by the in-process cache). False only
+    when the store answered in time that the key was already claimed."""
+    claim = asyncio.ensure_future(deps.deduper.claim(key, REPLAY_WINDOW_S))
+    done, _ = await asyncio.wait({claim}, timeout=CLAIM_BUDGET_S)
+    if claim not in done:
+        log.warning("the replay check is slow; going ahead without waiting for it")
+        claim.add_done_callback(_late_claim)
+        return True
+    if claim.exception() is not None:
+        log.error("the replay check failed (%s); going ahead", type(claim.exception()).__name__)
+        return True
+    return bool(claim.result())
+
+
+def _late_claim(claim: asyncio.Future[bool]) -> None:
+    """Observe a claim nobody waited for, so that its failure is logged, not lost."""
+    if claim.cancelled():
+        return
+    if claim.exception() is not None:
+        log.error("a late replay check failed (%s)", type(claim.exception()).__name__)
+    elif not claim.result():
+        log.warning("a late replay check found a repeated delivery (already handled)")
+
+
+def make_authorize(deps: SlackDeps) -> Callable[..., Awaitable[AuthorizeResult]]:
+    """Bolt's authorize from what start-up learned (auth.test in ``prepare``): no network.
+    While auth.test has not succeeded the bot's own ids are unknown; the next try runs in
+    the background (identity.team() backs off), never in front of an ack."""
+    token = deps.client.token
+
+    async def authorize(
+        enterprise_id: str | None, team_id: str | None, user_id: str | None
+    ) -> AuthorizeResult:
+        identity = deps.identity
+        if identity.team_id is None:
+            deps.spawn(identity.team())
+        return AuthorizeResult(
+            enterprise_id=enterprise_id,
+            team_id=team_id,
+            user_id=user_id,
+            bot_token=token,
+            bot_user_id=identity.bot_user_id,
+            bot_id=identity.bot_id,
+        )
+
+    return authorize
 
 
 def build_deps(settings: Settings, runtime: Runtime, client: AsyncWebClient) -> SlackDeps:

@@ -61,6 +61,8 @@ class Exchange(Base):
     error: Mapped[str | None] = mapped_column(Text)
     # What the question and answer text carry (bot.core.labels.Labels); NULL = unknown.
     labels: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # delivered | partial | failed: what the person saw (NULL: recorded before 0007).
+    delivery: Mapped[str | None] = mapped_column(String(20), nullable=True)
 
     __table_args__ = (
         Index("ix_exchanges_created_at", "created_at"),

@@ -62,6 +62,7 @@ def record_exchange(session: Session, result: ExchangeResult) -> bool:
         total_ms=result.total_ms,
         error=result.error,
         labels=result.labels.to_json(),
+        delivery=result.delivery,
     )
     try:
         with session.begin_nested():
