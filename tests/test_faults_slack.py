@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from bot.store.db import make_engine
 from bot.store.models import Exchange
 from tests.slack_helpers import SlackDriver, dm
 
@@ -164,3 +165,25 @@ async def test_an_event_whose_text_is_not_text_gets_a_clear_reply(
     (message,) = slack.api.in_channel("DEVE")
     assert reply in message.text and message.thread_ts == "15.1"
     no_tracebacks(caplog)
+
+
+async def test_a_slash_command_is_acked_while_the_database_is_locked(
+    slack: SlackDriver, db_url: str
+) -> None:
+    engine = make_engine(db_url)
+    conn = engine.connect()
+    try:
+        # Another writer holds the replay claims' table: the claim cannot be written now.
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.begin()
+            conn.exec_driver_sql("LOCK TABLE slack_deliveries IN ACCESS EXCLUSIVE MODE")
+        started = time.monotonic()
+        status, body, _ = await asyncio.wait_for(slack.command("UEVE", "help"), 3)
+        assert status == 200 and "/concierge" in body
+        assert time.monotonic() - started < 0.5
+    finally:
+        conn.rollback()
+        conn.close()
+        engine.dispose()

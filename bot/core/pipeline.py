@@ -44,6 +44,17 @@ STOPPED_NOTE = "\n\n…(Concierge restarted before finishing this answer.)"
 PRIVATE_SENT_NOTE = "A fuller answer from sources only you can see has been sent to you privately."
 
 
+async def _to_the_end(work: Awaitable[None]) -> None:
+    """Run ``work`` to its end even if this task is cancelled meanwhile (the stream must be
+    closed and the exchange recorded), then let the cancellation go on."""
+    future = asyncio.ensure_future(work)
+    try:
+        await asyncio.shield(future)
+    except asyncio.CancelledError:
+        await future
+        raise
+
+
 @dataclass
 class PipelineDeps:
     config: WorkspaceConfig
@@ -127,7 +138,7 @@ class Pipeline:
             result.outcome = "incomplete"
             result.error = "cancelled: the process stopped before the answer finished"
             result.answer = "".join(shown) + STOPPED_NOTE
-            await asyncio.shield(self._write_quietly(sink, STOPPED_NOTE))
+            await _to_the_end(self._write_quietly(sink, STOPPED_NOTE))
             raise
         except Exception as exc:
             log.exception("exchange %s failed", result.exchange_id)
@@ -140,7 +151,7 @@ class Pipeline:
             end = time.perf_counter()
             result.ttft_ms = (first_chunk[0] - started) * 1000 if first_chunk else None
             result.total_ms = (end - started) * 1000
-            await asyncio.shield(self._finish(sink, result))
+            await _to_the_end(self._finish(sink, result))
         if result.outcome == "pending_review" and self.deps.reviews is not None:
             try:
                 review = await self.deps.reviews.hold(

@@ -182,13 +182,15 @@ async def private_answer(
     deps: SlackDeps, *, team: str, user: str, text: str, ts: str, where: Audience
 ) -> None:
     """The fuller answer, in a direct message: it may use everything the asker may read."""
-    opened = await deps.client.conversations_open(users=user)
+    opened = await patiently(lambda: deps.client.conversations_open(users=user))
     dm = opened["channel"]["id"]
-    intro = await deps.client.chat_postMessage(
-        channel=dm,
-        text=f"You asked in #{escape(where.channel or '')}: “{escape(text[:300])}”. "
-        "Here is the fuller answer, from sources only you can see:",
-        unfurl_links=False,
+    intro = await patiently(
+        lambda: deps.client.chat_postMessage(
+            channel=dm,
+            text=f"You asked in #{escape(where.channel or '')}: “{escape(text[:300])}”. "
+            "Here is the fuller answer, from sources only you can see:",
+            unfurl_links=False,
+        )
     )
     question = Question(
         text=text,

@@ -122,22 +122,28 @@ class SlackStreamer:
         what the person saw."""
         self._closing = True
         self._wake.set()
-        if self._task is not None:
-            await self._task
         try:
+            if self._task is not None:
+                await self._task
             await self._finish(result)
         except WRITE_ERRORS as exc:
-            shown = bool(self.finished_messages or self.ts)
-            self.delivery = "partial" if shown else "failed"
+            self._undelivered()
             log.error(
                 "could not deliver the end of an answer in %s (%s): %s",
                 self.target.channel,
                 slack_error(exc),
                 self.delivery,
             )
+        except Exception:
+            self._undelivered()
+            log.exception("could not deliver the end of an answer in %s", self.target.channel)
         finally:
             await self._close_stream()
         result.delivery = self.delivery
+
+    def _undelivered(self) -> None:
+        """The end of the answer was not shown: part of it if any message went out."""
+        self.delivery = "partial" if (self.finished_messages or self.ts) else "failed"
 
     # -- writing ---------------------------------------------------------------------------
     def _family(self) -> str:
@@ -169,7 +175,7 @@ class SlackStreamer:
             first = False
             try:
                 await self._flush(final=False)
-            except WRITE_ERRORS as exc:
+            except Exception as exc:  # never ends the writer: the final write retries it all
                 log.warning("a streamed write failed (%s); the next one retries", slack_error(exc))
 
     async def _closed(self) -> None:
