@@ -10,13 +10,16 @@ import logging
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from sqlalchemy import select
 
+from bot.slack.app import build_app
+from bot.slack.server import start_http
 from bot.store.db import make_engine
 from bot.store.models import Exchange
-from tests.slack_helpers import SlackDriver, dm
+from tests.slack_helpers import SlackDriver, dm, sign
 
 QUESTION = "How many days of time off can I carry over?"
 
@@ -167,23 +170,35 @@ async def test_an_event_whose_text_is_not_text_gets_a_clear_reply(
     no_tracebacks(caplog)
 
 
-async def test_a_slash_command_is_acked_while_the_database_is_locked(
+async def test_a_command_is_acked_while_the_claims_table_is_locked_and_a_replay_does_nothing(
     slack: SlackDriver, db_url: str
 ) -> None:
+    # A second instance sharing the store: its in-process cache has not seen the request.
+    other, port = await start_http(build_app(slack.deps), slack.deps, "127.0.0.1", 0)
     engine = make_engine(db_url)
     conn = engine.connect()
     try:
-        # Another writer holds the replay claims' table: the claim cannot be written now.
+        # Another writer holds the replay claims' table: no claim can be written for now.
         if engine.dialect.name == "sqlite":
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         else:
             conn.begin()
             conn.exec_driver_sql("LOCK TABLE slack_deliveries IN ACCESS EXCLUSIVE MODE")
-        started = time.monotonic()
-        status, body, _ = await asyncio.wait_for(slack.command("UEVE", "help"), 3)
-        assert status == 200 and "/concierge" in body
-        assert time.monotonic() - started < 0.5
+        body = urlencode(
+            {"command": "/concierge", "text": "access list", "user_id": "UEVE", "team_id": "T1"}
+            | {"channel_id": "C1", "trigger_id": "t", "response_url": "http://127.0.0.1:9/none"}
+        )
+        form = "application/x-www-form-urlencoded"
+        replay = SlackDriver(f"http://127.0.0.1:{port}", slack.api, slack.deps, slack.session)
+        headers = sign(body)
+        for instance in (slack, replay):
+            started = time.monotonic()
+            status, _, _ = await asyncio.wait_for(instance.post(body, form, signed=headers), 3)
+            assert status == 200 and time.monotonic() - started < 0.5
     finally:
         conn.rollback()
         conn.close()
         engine.dispose()
+    await done(slack, lambda: bool(slack.api.called("chat.postEphemeral")))
+    assert len(slack.api.called("chat.postEphemeral")) == 1
+    await other.cleanup()

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from cachetools import TTLCache
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.request.async_request import AsyncBoltRequest
@@ -30,12 +28,11 @@ from bot.slack.identity import SlackIdentityResolver
 from bot.slack.listeners import register_all
 from bot.slack.notify import dm
 from bot.slack.pacing import Pacer
+from bot.slack.replay import ReplayGuard
 from bot.slack.review import post_review
 from bot.store.models import Review
 
 log = logging.getLogger("concierge.slack")
-REPLAY_WINDOW_S = 600  # Slack refuses timestamps older than 5 minutes; keep keys for 10
-CLAIM_BUDGET_S = 0.02  # the longest an ack waits for the shared replay claim
 
 
 def make_client(settings: Settings, *, retry_rate_limits: bool = True) -> AsyncWebClient:
@@ -82,16 +79,15 @@ def build_app(deps: SlackDeps, *, socket_mode: bool = False) -> AsyncApp:
         # request's ack ever waits for Bolt's own first-request auth.test.
         authorize=make_authorize(deps),
     )
-    recent: TTLCache[str, bool] = TTLCache(maxsize=100_000, ttl=REPLAY_WINDOW_S)
+    replays = ReplayGuard(deps.deduper)
 
     @app.middleware
     async def exactly_once(
         req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[BoltResponse]]
     ) -> BoltResponse:
-        """Replayed commands and clicks do nothing twice: they are keyed on their signature
-        (a replay within the 5-minute window repeats it exactly). Events are de-duplicated by
-        their listener after the ack (on event_id and on channel+ts), so that the claim's
-        database write never delays an event's acknowledgement."""
+        """Replayed commands and clicks do nothing twice (bot/slack/replay.py: the ack waits
+        for the shared claim a few milliseconds at most). Events are de-duplicated by their
+        listener after the ack (on event_id and on channel+ts)."""
         body: dict[str, Any] = req.body or {}
         if body.get("type") in ("event_callback", "url_verification"):
             return await next()
@@ -99,11 +95,9 @@ def build_app(deps: SlackDeps, *, socket_mode: bool = False) -> AsyncApp:
         signature = values[0] if values else None
         if not signature:
             return await next()
-        key = f"sig:{signature}"
-        if key in recent or not await claim_briefly(deps, key):
+        if not await replays.admit(f"sig:{signature}", req.context):
             log.info("dropped a repeated delivery (sig)")
             return BoltResponse(status=200, body="")
-        recent[key] = True
         return await next()
 
     register_all(app, deps)
@@ -113,34 +107,6 @@ def build_app(deps: SlackDeps, *, socket_mode: bool = False) -> AsyncApp:
         log.error("unhandled error in a listener: %s", error.__class__.__name__, exc_info=error)
 
     return app
-
-
-async def claim_briefly(deps: SlackDeps, key: str) -> bool:
-    """The shared replay claim, waited for at most CLAIM_BUDGET_S so that an ack never waits
-    for the database or Redis. A claim that takes longer goes on in the background and the
-    request goes ahead (a replay reaching another instance while the store is that slow could
-    run twice; one reaching this instance is caught by the in-process cache). False only
-    when the store answered in time that the key was already claimed."""
-    claim = asyncio.ensure_future(deps.deduper.claim(key, REPLAY_WINDOW_S))
-    done, _ = await asyncio.wait({claim}, timeout=CLAIM_BUDGET_S)
-    if claim not in done:
-        log.warning("the replay check is slow; going ahead without waiting for it")
-        claim.add_done_callback(_late_claim)
-        return True
-    if claim.exception() is not None:
-        log.error("the replay check failed (%s); going ahead", type(claim.exception()).__name__)
-        return True
-    return bool(claim.result())
-
-
-def _late_claim(claim: asyncio.Future[bool]) -> None:
-    """Observe a claim nobody waited for, so that its failure is logged, not lost."""
-    if claim.cancelled():
-        return
-    if claim.exception() is not None:
-        log.error("a late replay check failed (%s)", type(claim.exception()).__name__)
-    elif not claim.result():
-        log.warning("a late replay check found a repeated delivery (already handled)")
 
 
 def make_authorize(deps: SlackDeps) -> Callable[..., Awaitable[AuthorizeResult]]:

@@ -9,12 +9,14 @@ from collections.abc import Awaitable
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.context.async_context import AsyncBoltContext
 
 from bot.errors import UsageError
 from bot.slack import ids
 from bot.slack.access_requests import decide
 from bot.slack.blocks import feedback_modal
 from bot.slack.deps import SlackDeps
+from bot.slack.replay import once
 from bot.slack.review import _tell as tell
 from bot.slack.review import decide as decide_review
 from bot.slack.review import open_modal, submitted_text
@@ -82,7 +84,9 @@ async def save_vote(
 
 def register(app: AsyncApp, deps: SlackDeps) -> None:
     @app.action(ids.FEEDBACK_ACTION)
-    async def on_feedback(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+    async def on_feedback(
+        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
         await ack()
         await guarded(deps, body, feedback(body, action), "feedback")
 
@@ -102,21 +106,31 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             )
 
     @app.action(ids.ACCESS_APPROVE)
-    async def on_approve(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+    async def on_approve(
+        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
         await ack()
-        deps.spawn(guarded(deps, body, decide(deps, body, action, approve=True), "approval"))
+        deps.spawn(
+            guarded(deps, body, once(context, decide(deps, body, action, approve=True)), "approval")
+        )
 
     @app.action(ids.ACCESS_DENY)
-    async def on_deny(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+    async def on_deny(
+        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
         await ack()
-        deps.spawn(guarded(deps, body, decide(deps, body, action, approve=False), "denial"))
+        deps.spawn(
+            guarded(deps, body, once(context, decide(deps, body, action, approve=False)), "denial")
+        )
 
     @app.view(ids.FEEDBACK_MODAL)
-    async def on_reason(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+    async def on_reason(
+        ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
         await ack()
-        await guarded(deps, body, reason(body, view), "feedback reason")
+        await guarded(deps, body, reason(body, view, context), "feedback reason")
 
-    async def reason(body: dict[str, Any], view: dict[str, Any]) -> None:
+    async def reason(body: dict[str, Any], view: dict[str, Any], context: AsyncBoltContext) -> None:
         values = (view.get("state") or {}).get("values") or {}
         category = (
             (
@@ -134,20 +148,24 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             deps, exchange_id, voter, -1, reason=(details or None), category=category
         ):
             why = ": ".join(x for x in (category, details) if x) or None
-            deps.spawn(deps.runtime.reviews.feedback(exchange_id, voter, why))
+            deps.spawn(once(context, deps.runtime.reviews.feedback(exchange_id, voter, why)))
 
     clicked = {ids.REVIEW_APPROVE: "approve", ids.REVIEW_DISMISS: "dismiss"}
 
     @app.action(ids.REVIEW_APPROVE)
     @app.action(ids.REVIEW_DISMISS)
-    async def on_review_click(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+    async def on_review_click(
+        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
         await ack()
         verb = clicked.get(str(action.get("action_id")), "dismiss")
         review_id = review_id_of(action.get("value"))
         if review_id is None:
             deps.spawn(guarded(deps, body, refuse_stale(), "review click"))
             return
-        deps.spawn(guarded(deps, body, decide_review(deps, body, review_id, verb), "review"))
+        deps.spawn(
+            guarded(deps, body, once(context, decide_review(deps, body, review_id, verb)), "review")
+        )
 
     async def refuse_stale() -> None:
         raise UsageError(STALE)
@@ -155,7 +173,9 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
     @app.action(ids.REVIEW_EDIT)
     @app.action(ids.REVIEW_REJECT)
     @app.action(ids.REVIEW_VERIFY)
-    async def on_review_modal(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+    async def on_review_modal(
+        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
         await ack()
         if review_id_of(action.get("value")) is None:
             await guarded(deps, body, refuse_stale(), "review click")
@@ -168,7 +188,9 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
 
     @app.view(ids.REVIEW_EDIT_MODAL)
     @app.view(ids.REVIEW_VERIFY_MODAL)
-    async def on_answer_written(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+    async def on_answer_written(
+        ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
         text = submitted_text(view)
         if not (text or "").strip():
             await ack(response_action="errors", errors={ids.REVIEW_TEXT_BLOCK: "Write the answer."})
@@ -179,15 +201,19 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         if review_id is None:
             deps.spawn(guarded(deps, body, refuse_stale(), "review answer"))
             return
-        work = decide_review(deps, body, review_id, action, text=text)
+        work = once(context, decide_review(deps, body, review_id, action, text=text))
         deps.spawn(guarded(deps, body, work, "review answer"))
 
     @app.view(ids.REVIEW_REJECT_MODAL)
-    async def on_review_rejected(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+    async def on_review_rejected(
+        ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
         await ack()
         review_id = review_id_of(view.get("private_metadata"))
         if review_id is None:
             deps.spawn(guarded(deps, body, refuse_stale(), "review reject"))
             return
-        work = decide_review(deps, body, review_id, "reject", text=submitted_text(view))
+        work = once(
+            context, decide_review(deps, body, review_id, "reject", text=submitted_text(view))
+        )
         deps.spawn(guarded(deps, body, work, "review reject"))

@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_bolt.context.async_context import AsyncBoltContext
 
 from bot.core.admin import AccessAdmin
 from bot.errors import UsageError
@@ -18,6 +19,7 @@ from bot.slack.blocks import HELP
 from bot.slack.calls import patiently
 from bot.slack.deps import SlackDeps
 from bot.slack.questions import answer_message, channel_name
+from bot.slack.replay import once
 from bot.slack.report import send_report
 from bot.slack.text import escape, question_text
 
@@ -32,7 +34,9 @@ NO_DM = (
 
 def register(app: AsyncApp, deps: SlackDeps) -> None:
     @app.command(ids.COMMAND)
-    async def on_command(ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
+    async def on_command(
+        ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, context: AsyncBoltContext
+    ) -> None:
         text = " ".join(str(command.get("text") or "").split())
         word, _, rest = text.partition(" ")
         verb = word.lower()
@@ -47,11 +51,11 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             return
         if verb == "access":
             await ack()
-            deps.spawn(access(deps, command, rest))
+            deps.spawn(once(context, access(deps, command, rest)))
             return
         if verb == "report":
             await ack()
-            deps.spawn(report(deps, command, rest))
+            deps.spawn(once(context, report(deps, command, rest)))
             return
         # As in messages: mentions made readable, Slack's escaping undone (re-escaped below
         # wherever the question is shown).
@@ -66,7 +70,7 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             await ack(text=f"Ask a question after `{ids.COMMAND} ask`.")
             return
         await ack(text="Working on it — I'll answer you in a direct message.")
-        deps.spawn(ask_in_dm(deps, command, question, respond))
+        deps.spawn(once(context, ask_in_dm(deps, command, question, respond)))
 
 
 async def ask_in_dm(
