@@ -13,10 +13,14 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import select
 
+from bot.core.types import ExchangeResult
 from bot.slack.app import build_app
+from bot.slack.pacing import Pacer
 from bot.slack.server import start_http
+from bot.slack.streaming import SlackStreamer, Target
 from bot.store.db import make_engine
 from bot.store.models import Exchange
 from tests.slack_helpers import SlackDriver, dm, sign
@@ -202,3 +206,28 @@ async def test_a_command_is_acked_while_the_claims_table_is_locked_and_a_replay_
     await done(slack, lambda: bool(slack.api.called("chat.postEphemeral")))
     assert len(slack.api.called("chat.postEphemeral")) == 1
     await other.cleanup()
+
+
+async def test_a_failed_stop_between_parts_of_a_long_answer_loses_no_word(
+    slack: SlackDriver,
+) -> None:
+    """A long answer is several messages; a stream that cannot be stopped between two of
+    them still leaves every word shown exactly once."""
+    slack.api.fail("chat.stopStream", status=500, times=3)
+    text = " ".join(f"word{i}" for i in range(1_200)) + " "
+    sink = SlackStreamer(
+        AsyncWebClient(token="xoxb-t", base_url=slack.api.url),
+        Target("D1", "1.0", "T1", "U1"),
+        Pacer(6000, 6000),
+        message_limit=1_500,
+    )
+    for i in range(0, len(text), 50):
+        await sink.write(text[i : i + 50])
+        await asyncio.sleep(0)
+    result = ExchangeResult("x1", "eve@x.test", "q", answer=text, outcome="answered")
+    await sink.close(result)
+    words = [
+        w for m in sorted(slack.api.in_channel("D1"), key=lambda m: m.ts) for w in m.text.split()
+    ]
+    assert words == text.split()
+    assert result.delivery == "delivered"

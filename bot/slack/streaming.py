@@ -249,8 +249,8 @@ class SlackStreamer:
                     await self._close_stream()
                 self.native = False
             else:
-                if complete:
-                    await self._stop(blocks=None)
+                if complete:  # this message is full: the rest goes on in the next one
+                    await self._close_stream()
                 return
         await self._send_update(text)
         if complete:
