@@ -13,7 +13,6 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
-    AsyncServerErrorRetryHandler,
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -37,9 +36,10 @@ log = logging.getLogger("concierge.slack")
 
 def make_client(settings: Settings, *, retry_rate_limits: bool = True) -> AsyncWebClient:
     """The Web API client. With ``retry_rate_limits`` (every caller but the streamer) the
-    client owns retries: a 429 after its Retry-After, a 5xx and a failed connection, twice at
-    most each. Without it the client retries nothing: the streamer owns its writes' retries
-    (a 429 pauses the whole workspace's write budget; bot/slack/streaming.py)."""
+    client retries a 429 after its Retry-After and a failed connection, twice at most each;
+    the few calls an answer cannot do without also wait out 5xx (bot/slack/calls.py). Without
+    it the client retries nothing: the streamer owns its writes' retries (a 429 pauses the
+    whole workspace's write budget, a 5xx is retried briefly; bot/slack/streaming.py)."""
     if settings.slack_bot_token is None:
         raise ConfigError("SLACK_BOT_TOKEN is not set: serve needs the bot token (xoxb-…)")
     client = AsyncWebClient(
@@ -50,7 +50,6 @@ def make_client(settings: Settings, *, retry_rate_limits: bool = True) -> AsyncW
     if retry_rate_limits:
         client.retry_handlers = [
             AsyncConnectionErrorRetryHandler(max_retry_count=2),
-            AsyncServerErrorRetryHandler(max_retry_count=2),
             AsyncRateLimitErrorRetryHandler(max_retry_count=2),
         ]
     else:
