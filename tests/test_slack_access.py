@@ -37,7 +37,11 @@ async def test_admin_grants_with_mentions_and_revokes(bound_finance: None, slack
         "UADA", "access grant <@UEVE|eve> finance-notes for 30d because month-end close"
     )
     assert status == 200
+    # Each command's work runs after its ack, concurrently with the next one's: settle in
+    # between so that the replies and the audit log come in the order asserted below.
+    await slack.settle()
     await slack.command("UADA", "access grant <#C2|ops> runbooks")
+    await slack.settle()
     await slack.command("UADA", "access grant <!subteam^S1|@finance> role:hr")
     await slack.settle()
     assert {(g.principal, g.target) for g in grants(slack)} == {
@@ -47,7 +51,9 @@ async def test_admin_grants_with_mentions_and_revokes(bound_finance: None, slack
     }
     assert "Granted finance-notes to eve@canary.test until" in replies(slack)[0]
     await slack.command("UADA", "access who-can finance-notes")
+    await slack.settle()
     await slack.command("UADA", "access revoke <@UEVE> finance-notes because done")
+    await slack.settle()
     await slack.command("UADA", "access audit 5")
     await slack.settle()
     texts = replies(slack)

@@ -44,7 +44,19 @@ REFUSED_NOTE = (
     "The {model} model declined to answer this under its provider's content policy. "
     "Try rephrasing the question, or ask the source's owner directly."
 )
+STOPPED_NOTE = "\n\n…(Concierge restarted before finishing this answer.)"
 PRIVATE_SENT_NOTE = "A fuller answer from sources only you can see has been sent to you privately."
+
+
+async def _to_the_end(work: Awaitable[None]) -> None:
+    """Run ``work`` to its end even if this task is cancelled meanwhile (the stream must be
+    closed and the exchange recorded), then let the cancellation go on."""
+    future = asyncio.ensure_future(work)
+    try:
+        await asyncio.shield(future)
+    except asyncio.CancelledError:
+        await future
+        raise
 
 
 @dataclass
@@ -177,7 +189,7 @@ class Pipeline:
                 {**m, "content": redactor.redact(m.get("content", "")).text} for m in attempt.prompt
             ]
 
-    async def ask(self, question: Question, sink: Sink) -> ExchangeResult:
+    def _new_result(self, question: Question) -> ExchangeResult:
         result = ExchangeResult(
             exchange_id=str(uuid.uuid4()),
             asker=question.asker_ref,
@@ -192,6 +204,20 @@ class Pipeline:
             request_key=question.request_key,
         )
         result.question = self._stored_question(question.text, result)
+        return result
+
+    async def record_unanswerable(self, question: Question, reason: str) -> ExchangeResult:
+        """A question the front end has no place to answer (a payload without a channel):
+        recorded as failed and undelivered, with the reason, so it is not lost. No step runs
+        (nothing could be shown, so nothing is searched or generated)."""
+        result = self._new_result(question)
+        result.error = reason
+        result.delivery = "failed"
+        await self._record(result)
+        return result
+
+    async def ask(self, question: Question, sink: Sink) -> ExchangeResult:
+        result = self._new_result(question)
         # Every log line written while answering carries this id (the exchange's own).
         token = request_id.set(result.exchange_id)
         try:
@@ -207,17 +233,23 @@ class Pipeline:
     async def _answer(self, question: Question, sink: Sink, result: ExchangeResult) -> None:
         started = question.received_at
         first_chunk: list[float] = []
+        shown: list[str] = []
 
         async def emit(text: str) -> None:
             if not first_chunk:
                 first_chunk.append(time.perf_counter())
+            shown.append(text)
             await sink.write(text)
 
         try:
             await self._run(question, result, emit, sink)
         except asyncio.CancelledError:
-            result.outcome = "failed"
-            result.error = "cancelled"
+            # The process is stopping and its grace period is over: the person keeps what was
+            # shown, with a note saying why it ends there; the record says incomplete.
+            result.outcome = "incomplete"
+            result.error = "cancelled: the process stopped before the answer finished"
+            result.answer = "".join(shown) + STOPPED_NOTE
+            await _to_the_end(self._write_quietly(sink, STOPPED_NOTE))
             raise
         except Exception as exc:
             log.exception("exchange %s failed", result.exchange_id)
@@ -231,8 +263,7 @@ class Pipeline:
             result.ttft_ms = (first_chunk[0] - started) * 1000 if first_chunk else None
             result.total_ms = (end - started) * 1000
             self._redact_prompts(result)
-            with tracer.start_as_current_span("concierge.record"):
-                await asyncio.shield(self._record(result))
+            await _to_the_end(self._close_and_record(sink, result))
             record_metrics(result)
         if result.outcome == "pending_review" and self.deps.reviews is not None:
             try:
@@ -242,7 +273,26 @@ class Pipeline:
                 result.review_id = review.id
             except Exception:
                 log.exception("could not hold exchange %s for review", result.exchange_id)
-        await sink.close(result)
+
+    async def _write_quietly(self, sink: Sink, text: str) -> None:
+        try:
+            await sink.write(text)
+        except Exception:
+            log.exception("could not write the closing note")
+
+    async def _close_and_record(self, sink: Sink, result: ExchangeResult) -> None:
+        """Close the sink (the stream ends whatever happened), then record what the person
+        was shown: an answer whose delivery failed is never recorded as ``answered``."""
+        try:
+            await sink.close(result)
+        except Exception:
+            log.exception("could not deliver exchange %s", result.exchange_id)
+            result.delivery = "failed" if result.delivery == "delivered" else result.delivery
+        if result.delivery != "delivered" and result.outcome == "answered":
+            result.outcome = "incomplete"
+            result.error = result.error or f"delivery {result.delivery}"
+        with tracer.start_as_current_span("concierge.record"):
+            await self._record(result)
 
     def _offers(self, access: AccessDecision, question: str, unanswered: bool) -> list[Source]:
         """Requestable sources the asker may not read, when they name one or nothing they may

@@ -18,6 +18,9 @@ OUTCOMES: tuple[Outcome, ...] = (
     "pending_review",
 )
 AudienceKind = Literal["private", "channel"]
+# Whether the person saw the answer: all of it, part of it (a front end's writes failed after
+# some text was shown) or none of it.
+Delivery = Literal["delivered", "partial", "failed"]
 
 
 @dataclass(frozen=True)
@@ -221,6 +224,8 @@ class ExchangeResult:
     labels: Labels = field(default_factory=Labels)
     # What redaction replaced in the stored question (detector -> count).
     redactions: dict[str, int] = field(default_factory=dict)
+    # Set by the sink when it closes: what the person was actually shown (recorded).
+    delivery: Delivery = "delivered"
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -7,9 +7,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
-from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+)
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.versions import RedisVersion
@@ -24,17 +28,19 @@ from bot.slack.listeners import register_all
 from bot.slack.metered import MeteredWebClient
 from bot.slack.notify import dm
 from bot.slack.pacing import Pacer
+from bot.slack.replay import ReplayGuard
 from bot.slack.review import post_review
 from bot.store.models import Review
 
 log = logging.getLogger("concierge.slack")
-REPLAY_WINDOW_S = 600  # Slack refuses timestamps older than 5 minutes; keep keys for 10
 
 
 def make_client(settings: Settings, *, retry_rate_limits: bool = True) -> AsyncWebClient:
-    """The Web API client. With ``retry_rate_limits`` a 429 is retried after its Retry-After
-    (twice at most); the streamer uses a client without it, because it handles 429s itself
-    by pausing the whole workspace's write budget."""
+    """The Web API client. With ``retry_rate_limits`` (every caller but the streamer) the
+    client retries a 429 after its Retry-After and a failed connection, twice at most each;
+    the few calls an answer cannot do without also wait out 5xx (bot/slack/calls.py). Without
+    it the client retries nothing: the streamer owns its writes' retries (a 429 pauses the
+    whole workspace's write budget, a 5xx is retried briefly; bot/slack/streaming.py)."""
     if settings.slack_bot_token is None:
         raise ConfigError("SLACK_BOT_TOKEN is not set: serve needs the bot token (xoxb-…)")
     client = MeteredWebClient(
@@ -43,7 +49,12 @@ def make_client(settings: Settings, *, retry_rate_limits: bool = True) -> AsyncW
         timeout=15,
     )
     if retry_rate_limits:
-        client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=2))
+        client.retry_handlers = [
+            AsyncConnectionErrorRetryHandler(max_retry_count=2),
+            AsyncRateLimitErrorRetryHandler(max_retry_count=2),
+        ]
+    else:
+        client.retry_handlers = []
     return client
 
 
@@ -64,27 +75,28 @@ def build_app(deps: SlackDeps, *, socket_mode: bool = False) -> AsyncApp:
         signing_secret=secret.get_secret_value() if secret else "socket-mode",
         request_verification_enabled=not socket_mode,
         process_before_response=False,
+        # Our own authorize: the bot's ids come from the auth.test made at start-up, so no
+        # request's ack ever waits for Bolt's own first-request auth.test.
+        authorize=make_authorize(deps),
     )
+    replays = ReplayGuard(deps.deduper)
 
     @app.middleware
     async def exactly_once(
         req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[BoltResponse]]
     ) -> BoltResponse:
-        """Replayed commands and clicks do nothing twice: they are keyed on their signature
-        (a replay within the 5-minute window repeats it exactly). Events are de-duplicated by
-        their listener after the ack (on event_id and on channel+ts), so that the claim's
-        database write never delays an event's acknowledgement."""
+        """Replayed commands and clicks do nothing twice (bot/slack/replay.py: the ack waits
+        for the shared claim a few milliseconds at most). Events are de-duplicated by their
+        listener after the ack (on event_id and on channel+ts)."""
         body: dict[str, Any] = req.body or {}
-        key = None
-        if body.get("type") not in ("event_callback", "url_verification"):
-            values = req.headers.get("x-slack-signature") or []
-            signature = values[0] if values else None
-            if signature:
-                key = f"sig:{signature}"
-        if key and not await deps.deduper.claim(
-            key, REPLAY_WINDOW_S if key.startswith("sig") else 86_400
-        ):
-            log.info("dropped a repeated delivery (%s)", key.split(":", 1)[0])
+        if body.get("type") in ("event_callback", "url_verification"):
+            return await next()
+        values = req.headers.get("x-slack-signature") or []
+        signature = values[0] if values else None
+        if not signature:
+            return await next()
+        if not await replays.admit(f"sig:{signature}", req.context):
+            log.info("dropped a repeated delivery (sig)")
             return BoltResponse(status=200, body="")
         return await next()
 
@@ -95,6 +107,30 @@ def build_app(deps: SlackDeps, *, socket_mode: bool = False) -> AsyncApp:
         log.error("unhandled error in a listener: %s", error.__class__.__name__, exc_info=error)
 
     return app
+
+
+def make_authorize(deps: SlackDeps) -> Callable[..., Awaitable[AuthorizeResult]]:
+    """Bolt's authorize from what start-up learned (auth.test in ``prepare``): no network.
+    While auth.test has not succeeded the bot's own ids are unknown; the next try runs in
+    the background (identity.team() backs off), never in front of an ack."""
+    token = deps.client.token
+
+    async def authorize(
+        enterprise_id: str | None, team_id: str | None, user_id: str | None
+    ) -> AuthorizeResult:
+        identity = deps.identity
+        if identity.team_id is None:
+            deps.spawn(identity.team())
+        return AuthorizeResult(
+            enterprise_id=enterprise_id,
+            team_id=team_id,
+            user_id=user_id,
+            bot_token=token,
+            bot_user_id=identity.bot_user_id,
+            bot_id=identity.bot_id,
+        )
+
+    return authorize
 
 
 def build_deps(settings: Settings, runtime: Runtime, client: AsyncWebClient) -> SlackDeps:

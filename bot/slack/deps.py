@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,8 @@ from bot.slack.channels import ChannelGuests
 from bot.slack.dedupe import Deduper
 from bot.slack.identity import SlackIdentityResolver
 from bot.slack.pacing import Pacer
+
+log = logging.getLogger("concierge.slack")
 
 
 @dataclass
@@ -32,14 +35,27 @@ class SlackDeps:
     # Whether a channel has guest or external readers; refreshed in every instance on
     # member joins and leaves.
     channel_guests: ChannelGuests = field(default_factory=ChannelGuests)
+    # Set when shutdown begins: nothing new is taken (HTTP answers 503), answers in flight
+    # finish within the grace period.
+    stopping: bool = False
 
     @property
     def streaming_client(self) -> AsyncWebClient:
         return self.stream_client or self.client
 
     def spawn(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        """Run slow work after the ack; keep a reference so shutdown can wait for it."""
+        """Run slow work after the ack; keep a reference so shutdown can wait for it. Its
+        failure is always observed and logged here (never "Task exception was never
+        retrieved")."""
         task = asyncio.create_task(work)
         self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(self._done)
         return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("work after an ack failed (%s)", exc.__class__.__name__, exc_info=exc)

@@ -79,6 +79,10 @@ class SlackIdentityResolver:
         self.config = config
         self.team_id = team_id
         self.enterprise_id: str | None = None
+        # Our bot's own ids, from the same auth.test (Bolt's authorize uses them, so that no
+        # request's ack waits for an auth.test of its own).
+        self.bot_user_id: str | None = None
+        self.bot_id: str | None = None
         self._team_retry_at = 0.0
         self._team_backoff = TEAM_RETRY_FIRST_S
         self._team_probing = False
@@ -116,6 +120,8 @@ class SlackIdentityResolver:
             return None
         finally:
             self._team_probing = False
+        self.bot_user_id = str(auth.get("user_id") or "") or None
+        self.bot_id = str(auth.get("bot_id") or "") or None
         self.learn_team(team, auth.get("enterprise_id"))
         return team
 

@@ -6,7 +6,9 @@ import logging
 
 from bot.core.labels import Labels
 from bot.core.types import Audience, Question, Turn
+from bot.slack.calls import patiently
 from bot.slack.deps import SlackDeps
+from bot.slack.payloads import MessageEvent
 from bot.slack.streaming import SlackStreamer, Target
 from bot.slack.text import escape
 from bot.store import repo
@@ -15,6 +17,9 @@ from bot.store.db import StoreUnavailable
 log = logging.getLogger("concierge.slack.questions")
 
 SORRY = "Sorry, something went wrong while answering. It has been logged; please try again."
+UNREADABLE = (
+    "I couldn't read that message: its text isn't plain text. Please send your question again."
+)
 EMPTY = "Ask me a question after the mention, for example: “How do I expense a taxi?”"
 
 
@@ -129,7 +134,7 @@ async def answer_message(
             channel_ref=channel,
         )
         sink = SlackStreamer(
-            deps.client,
+            deps.streaming_client,
             target,
             deps.pacer,
             native=deps.settings.slack_native_streaming,
@@ -149,17 +154,47 @@ async def answer_message(
             await _assistant_status(deps, channel, thread, "")
 
 
+async def reply_unreadable(deps: SlackDeps, channel: str, thread: str) -> None:
+    """A message whose text is not text (a payload Slack never sends): said so, in its thread."""
+    try:
+        await patiently(
+            lambda: deps.client.chat_postMessage(channel=channel, thread_ts=thread, text=UNREADABLE)
+        )
+    except Exception as exc:
+        log.warning("could not reply to an unreadable message (%s)", exc.__class__.__name__)
+
+
+async def record_unanswerable(
+    deps: SlackDeps, event: MessageEvent, team: str, event_id: str | None, reason: str
+) -> None:
+    """A question with no place to answer: recorded once (per event id) with the reason."""
+    if event_id and not await deps.deduper.claim(f"event:{event_id}", 86_400):
+        return
+    log.warning("a question cannot be answered: %s (event %s)", reason, event_id or "?")
+    question = Question(
+        text=event.text or "",
+        asker_ref=event.user or "",
+        surface="slack",
+        thread=event.thread_ts or event.ts,
+        request_key=f"{team}:{event.channel or '?'}:{event.ts or event_id or '?'}",
+        channel_ref=event.channel,
+    )
+    await deps.runtime.pipeline.record_unanswerable(question, reason)
+
+
 async def private_answer(
     deps: SlackDeps, *, team: str, user: str, text: str, ts: str, where: Audience
 ) -> None:
     """The fuller answer, in a direct message: it may use everything the asker may read."""
-    opened = await deps.client.conversations_open(users=user)
+    opened = await patiently(lambda: deps.client.conversations_open(users=user))
     dm = opened["channel"]["id"]
-    intro = await deps.client.chat_postMessage(
-        channel=dm,
-        text=f"You asked in #{escape(where.channel or '')}: “{escape(text[:300])}”. "
-        "Here is the fuller answer, from sources only you can see:",
-        unfurl_links=False,
+    intro = await patiently(
+        lambda: deps.client.chat_postMessage(
+            channel=dm,
+            text=f"You asked in #{escape(where.channel or '')}: “{escape(text[:300])}”. "
+            "Here is the fuller answer, from sources only you can see:",
+            unfurl_links=False,
+        )
     )
     question = Question(
         text=text,
@@ -171,7 +206,7 @@ async def private_answer(
         channel_ref=dm,
     )
     sink = SlackStreamer(
-        deps.client,
+        deps.streaming_client,
         Target(channel=dm, thread_ts=intro["ts"], team=team, user=user),
         deps.pacer,
         native=deps.settings.slack_native_streaming,

@@ -2,8 +2,11 @@
 
 HTTP mode runs on aiohttp's production server (not Bolt's development server): POST
 /slack/events for events, commands and interactivity, GET /healthz. On SIGTERM/SIGINT the
-server stops taking requests and waits (up to CONCIERGE_SHUTDOWN_GRACE_S) for answers in
-flight, so nothing already started is lost.
+server first stops taking work (HTTP: the listener is closed and a request on a connection
+still open gets 503; Socket Mode: the socket is disconnected, so Slack sends new envelopes
+elsewhere), then waits up to CONCIERGE_SHUTDOWN_GRACE_S for answers in flight. What still
+runs at the deadline is cancelled: the pipeline closes its stream with a note and records it
+as incomplete (bot/core/pipeline.py).
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ from bot.slack.deps import SlackDeps
 log = logging.getLogger("concierge.slack.server")
 MAX_BODY = 1_000_000
 
+
+ALWAYS_ANSWERED = frozenset({"/healthz", "/metrics"})
+CLOSING_S = 10.0  # after the grace period, the longest cancelled answers take to close
 
 ASSISTANT_EVENTS = ("assistant_thread_started", "assistant_thread_context_changed")
 
@@ -85,7 +91,15 @@ def http_app(bolt: AsyncApp, deps: SlackDeps) -> web.Application:
         ready, body = await readiness(deps.runtime)
         return web.json_response(body, status=200 if ready else 503)
 
-    app = web.Application(client_max_size=MAX_BODY)
+    @web.middleware
+    async def refuse_while_stopping(request: web.Request, handler: Any) -> web.StreamResponse:
+        """During shutdown only liveness is answered: new work (and readiness) get 503."""
+        if deps.stopping and request.path not in ALWAYS_ANSWERED:
+            return web.json_response({"ok": False, "error": "shutting down"}, status=503)
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[refuse_while_stopping])
     app.router.add_post("/slack/events", events)
     app.router.add_get("/healthz", healthz)
     ops_http.add_routes(app)
@@ -106,15 +120,30 @@ async def start_http(
     return runner, int(bound)
 
 
-async def drain(deps: SlackDeps, grace_s: float) -> None:
-    """Wait for answers in flight, then cancel what is left (their records still happen)."""
+async def stop_accepting(runner: web.AppRunner) -> None:
+    """Close the listening sockets: new connections are refused from now on."""
+    for site in list(runner.sites):
+        await site.stop()
+
+
+async def drain(deps: SlackDeps, grace_s: float, closing_s: float = CLOSING_S) -> None:
+    """Wait up to ``grace_s`` for the work in flight (and work it starts), then cancel what is
+    left and give it ``closing_s`` to close its streams and record itself."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace_s
     if deps.tasks:
-        log.info("waiting for %d answer(s) in flight", len(deps.tasks))
-        _, pending = await asyncio.wait(set(deps.tasks), timeout=grace_s)
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+        log.warning("waiting up to %.0f s for %d answer(s) in flight", grace_s, len(deps.tasks))
+    while deps.tasks and (left := deadline - loop.time()) > 0:
+        await asyncio.wait(set(deps.tasks), timeout=left)
+    pending = set(deps.tasks)
+    if not pending:
+        return
+    log.warning("%d answer(s) still running at the deadline: closing them", len(pending))
+    for task in pending:
+        task.cancel()
+    _, stuck = await asyncio.wait(pending, timeout=closing_s)
+    if stuck:
+        log.error("%d answer(s) did not close in time", len(stuck))
 
 
 async def prepare(settings: Settings) -> tuple[Runtime, SlackDeps]:
@@ -180,7 +209,9 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> int:
             if ready:
                 ready.set()
             await stop.wait()
-            await handler.close_async()
+            deps.stopping = True
+            await handler.close_async()  # no new envelopes: Slack sends them elsewhere
+            await drain(deps, settings.shutdown_grace_s)
             if metrics_runner is not None:
                 await metrics_runner.cleanup()
         else:
@@ -194,7 +225,8 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> int:
             if ready:
                 ready.set()
             await stop.wait()
-            await runner.shutdown()
+            deps.stopping = True
+            await stop_accepting(runner)
             await drain(deps, settings.shutdown_grace_s)
             await runner.cleanup()
         return 0
@@ -202,5 +234,6 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> int:
         replayer.cancel()
         if scheduler is not None:
             await scheduler.stop()
+        deps.stopping = True
         await drain(deps, 0)
         runtime.close()

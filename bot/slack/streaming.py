@@ -6,6 +6,13 @@ native streaming (chat.startStream / appendStream / stopStream) is used where it
 chat.postMessage + chat.update otherwise. Text only ever grows; a 429 delays a write but never
 drops it; the final message holds the whole answer, split over several messages when it
 would exceed one message's limit.
+
+This streamer owns the retries of its own writes (its client has no retry handlers): a 429
+pauses the workspace's bucket for its Retry-After; a 5xx or a transport error is retried a
+few times with a short backoff. A native stream that still cannot continue is stopped and the
+answer goes on with chat.postMessage + chat.update carrying the whole text so far. A stream
+is always stopped when the answer ends, and a failed chat.stopStream never posts the text a
+second time. What the person finally saw is reported as ``result.delivery``.
 """
 
 from __future__ import annotations
@@ -15,15 +22,21 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.core.types import ExchangeResult
+from bot.core.types import Delivery, ExchangeResult
 from bot.slack.blocks import MARKDOWN_LIMIT, answer_blocks
 from bot.slack.pacing import Pacer
 from bot.slack.text import defang_links, escape, split_text
 
 log = logging.getLogger("concierge.slack.stream")
+
+TRANSIENT_RETRIES = 2  # after the first try: three tries in all
+TRANSIENT_BACKOFF_S = 0.2  # doubled after each try
+# A write failed for good (after its retries), or Slack refused it.
+WRITE_ERRORS = (SlackApiError, aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
 
 @dataclass
@@ -34,8 +47,11 @@ class Target:
     user: str | None = None  # the asker, for native streaming's recipient
 
 
-def slack_error(exc: SlackApiError) -> str:
-    """Slack's error code, or the HTTP status when the body was not Slack's JSON."""
+def slack_error(exc: BaseException) -> str:
+    """Slack's error code, the HTTP status when the body was not Slack's JSON, or the
+    transport error's class."""
+    if not isinstance(exc, SlackApiError):
+        return exc.__class__.__name__
     data = getattr(exc.response, "data", None)
     if isinstance(data, dict) and data.get("error"):
         return str(data["error"])
@@ -48,6 +64,14 @@ def retry_after(exc: SlackApiError) -> float | None:
             exc.response.headers.get("Retry-After", exc.response.headers.get("retry-after", 1))
         )
     return None
+
+
+def transient(exc: BaseException) -> bool:
+    """A failure that may pass: a 5xx from Slack, or the connection failed or timed out."""
+    if isinstance(exc, SlackApiError):
+        status = getattr(exc.response, "status_code", 0) or 0
+        return int(status) >= 500
+    return isinstance(exc, aiohttp.ClientError | asyncio.TimeoutError | OSError)
 
 
 class SlackStreamer:
@@ -81,6 +105,7 @@ class SlackStreamer:
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self.statuses: list[str] = []
+        self.delivery: Delivery = "delivered"
 
     # -- Sink ------------------------------------------------------------------------------
     async def status(self, text: str) -> None:
@@ -93,11 +118,32 @@ class SlackStreamer:
         self._wake.set()
 
     async def close(self, result: ExchangeResult) -> None:
+        """The last write, whatever happened before; never raises. ``result.delivery`` says
+        what the person saw."""
         self._closing = True
         self._wake.set()
-        if self._task is not None:
-            await self._task
-        await self._finish(result)
+        try:
+            if self._task is not None:
+                await self._task
+            await self._finish(result)
+        except WRITE_ERRORS as exc:
+            self._undelivered()
+            log.error(
+                "could not deliver the end of an answer in %s (%s): %s",
+                self.target.channel,
+                slack_error(exc),
+                self.delivery,
+            )
+        except Exception:
+            self._undelivered()
+            log.exception("could not deliver the end of an answer in %s", self.target.channel)
+        finally:
+            await self._close_stream()
+        result.delivery = self.delivery
+
+    def _undelivered(self) -> None:
+        """The end of the answer was not shown: part of it if any message went out."""
+        self.delivery = "partial" if (self.finished_messages or self.ts) else "failed"
 
     # -- writing ---------------------------------------------------------------------------
     def _family(self) -> str:
@@ -106,7 +152,8 @@ class SlackStreamer:
     async def _run(self) -> None:
         """Write as text arrives: the first words at once, then one coalesced update per slot
         of the workspace budget. Stops waiting for a slot as soon as the answer is over (the
-        final write takes everything left)."""
+        final write takes everything left). A write that fails is left for the next one
+        (each carries everything pending), so this task never raises."""
         first = True
         while True:
             await self._wake.wait()
@@ -126,7 +173,10 @@ class SlackStreamer:
                 if self._closing:
                     return
             first = False
-            await self._flush(final=False)
+            try:
+                await self._flush(final=False)
+            except Exception as exc:  # never ends the writer: the final write retries it all
+                log.warning("a streamed write failed (%s); the next one retries", slack_error(exc))
 
     async def _closed(self) -> None:
         while not self._closing:
@@ -153,36 +203,54 @@ class SlackStreamer:
             return
 
     async def _call(self, method: str, family: str, **kwargs: Any) -> Any:
-        """One Web API call; waits out 429s (pausing the workspace's bucket) and retries."""
+        """One Web API call. Waits out 429s (pausing the workspace's bucket) and retries a 5xx
+        or a transport error a few times with a short backoff; raises what is left."""
         bucket = self.pacer.bucket(self.target.team, family)
+        transient_left = TRANSIENT_RETRIES
+        backoff = TRANSIENT_BACKOFF_S
         for _ in range(20):
             try:
                 self.writes += 1
                 return await getattr(self.client, method)(**kwargs)
-            except SlackApiError as exc:
-                wait = retry_after(exc)
-                if wait is None:
+            except WRITE_ERRORS as exc:
+                wait = retry_after(exc) if isinstance(exc, SlackApiError) else None
+                if wait is not None:
+                    log.info("%s rate limited; retrying in %.1fs", method, wait)
+                    bucket.pause(wait)
+                    await bucket.acquire()
+                    continue
+                if not transient(exc) or transient_left <= 0:
                     raise
-                log.info("%s rate limited; retrying in %.1fs", method, wait)
-                bucket.pause(wait)
-                await bucket.acquire()
+                transient_left -= 1
+                log.info("%s failed (%s); retrying in %.1fs", method, slack_error(exc), backoff)
+                await asyncio.sleep(backoff)
+                backoff *= 2
         raise RuntimeError(f"{method} kept being rate limited")
 
     async def _send(self, text: str, *, complete: bool) -> None:
         if self.native:
             try:
                 await self._send_native(text)
-            except SlackApiError as exc:
-                if self.ts is not None:
-                    raise
-                # Starting a native stream failed for a reason other than a rate limit (the
-                # method is unknown here, the channel type unsupported, a proxy lacks it):
-                # the answer goes out with chat.postMessage + chat.update instead.
-                log.info("native streaming unavailable (%s); using chat.update", slack_error(exc))
+            except WRITE_ERRORS as exc:
+                if self.ts is None:
+                    # Starting a native stream failed (the method is unknown here, the
+                    # channel type unsupported, a proxy lacks it): the answer goes out with
+                    # chat.postMessage + chat.update instead.
+                    log.info(
+                        "native streaming unavailable (%s); using chat.update", slack_error(exc)
+                    )
+                else:
+                    # The stream cannot continue: it is stopped as it is, and a new message
+                    # carries the whole text of this part so far.
+                    log.warning(
+                        "chat.appendStream failed (%s); continuing with chat.update",
+                        slack_error(exc),
+                    )
+                    await self._close_stream()
                 self.native = False
             else:
-                if complete:
-                    await self._stop(text, blocks=None)
+                if complete:  # this message is full: the rest goes on in the next one
+                    await self._close_stream()
                 return
         await self._send_update(text)
         if complete:
@@ -211,11 +279,21 @@ class SlackStreamer:
             )
         self.sent = len(text)
 
-    async def _stop(self, text: str, blocks: list[Any] | None) -> None:
+    async def _stop(self, blocks: list[Any] | None) -> None:
         await self._call(
             "chat_stopStream", "append", channel=self.target.channel, ts=self.ts, blocks=blocks
         )
         self._roll()
+
+    async def _close_stream(self) -> None:
+        """Stop a native stream left open (best effort; what it shows stays as it is)."""
+        if not (self.native and self.ts is not None):
+            return
+        try:
+            await self._stop(blocks=None)
+        except WRITE_ERRORS as exc:
+            log.warning("could not stop a stream in %s (%s)", self.target.channel, slack_error(exc))
+            self._roll()
 
     def _roll(self) -> None:
         if self.ts:
@@ -257,18 +335,26 @@ class SlackStreamer:
             await self.pacer.bucket(self.target.team, self._family()).acquire(urgent=True)
         await self._flush(final=True)
         tail = self._current()
-        blocks = answer_blocks(escape(tail), result, offline_models=self.offline_models)
         if self.native and self.ts is not None:
             extras = answer_blocks(
                 "", result, offline_models=self.offline_models, include_text=False
             )
             try:
-                await self._stop(tail, extras)
+                await self._stop(extras)
                 return
-            except SlackApiError:
-                log.warning("chat.stopStream failed; posting the final message instead")
+            except WRITE_ERRORS as exc:
+                # The text is all in the stream already: only the sources, footer and
+                # buttons are missing, so only they are posted (never the text again).
+                log.warning(
+                    "chat.stopStream failed (%s); posting the sources on their own",
+                    slack_error(exc),
+                )
                 self.native = False
                 self._roll()
+                await self._send_update("", blocks=extras)
+                self._roll()
+                return
         self.native = False
+        blocks = answer_blocks(escape(tail), result, offline_models=self.offline_models)
         await self._send_update(tail, blocks=blocks)
         self._roll()

@@ -63,6 +63,8 @@ class Exchange(Base):
     labels: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     # What redaction replaced in the stored question (detector -> count).
     redactions: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # delivered | partial | failed: what the person saw (NULL: recorded before 0008).
+    delivery: Mapped[str | None] = mapped_column(String(20), nullable=True)
 
     __table_args__ = (
         Index("ix_exchanges_created_at", "created_at"),

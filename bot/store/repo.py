@@ -85,6 +85,7 @@ def exchange_row(result: ExchangeResult, at: datetime | None = None) -> dict[str
             "error": result.error,
             "labels": result.labels.to_json(),
             "redactions": dict(result.redactions),
+            "delivery": result.delivery,
         }
     )
 

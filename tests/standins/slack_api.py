@@ -2,7 +2,8 @@
 
 It speaks the wire protocol slack_sdk uses (POST /api/<method>, form or JSON bodies, JSON
 answers with ``ok``, HTTP 429 with Retry-After), records every call, keeps the messages it
-was sent (including streamed ones) and can be told to fail a method a number of times.
+was sent (including streamed ones) and can be told to fail a method a number of times
+(``fail``) or to answer it slowly (``delays``).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class SlackStandIn:
     missing: set[str] = field(default_factory=set)  # methods answered with HTTP 404
     uploads: dict[str, dict[str, Any]] = field(default_factory=dict)
     channel_members: dict[str, list[str]] = field(default_factory=dict)
+    delays: dict[str, float] = field(default_factory=dict)  # seconds before a method answers
 
     def __post_init__(self) -> None:
         self._ts = itertools.count(1)
@@ -101,12 +103,16 @@ class SlackStandIn:
                 with contextlib.suppress(ValueError):
                     params[key] = json.loads(params[key])
         self.calls.append((method, params))
+        if self.delays.get(method):
+            await asyncio.sleep(self.delays[method])
         if method in self.missing:
             return web.Response(status=404, text="not found")
         queue = self.faults.get(method)
         if queue:
             status, retry = queue.pop(0)
-            headers = {"Retry-After": str(retry)} if status == 429 else {}
+            # Slack sends whole seconds (slack_sdk's retry handler reads an int).
+            after = str(int(retry)) if float(retry).is_integer() else str(retry)
+            headers = {"Retry-After": after} if status == 429 else {}
             return web.json_response(
                 {"ok": False, "error": "ratelimited" if status == 429 else "fatal_error"},
                 status=status,

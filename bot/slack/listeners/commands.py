@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_bolt.context.async_context import AsyncBoltContext
 
 from bot.core.admin import AccessAdmin
 from bot.errors import UsageError
@@ -15,19 +16,27 @@ from bot.slack.access_command import run_access
 from bot.slack.access_requests import request_access
 from bot.slack.actors import member_email
 from bot.slack.blocks import HELP
+from bot.slack.calls import patiently
 from bot.slack.deps import SlackDeps
 from bot.slack.questions import answer_message, channel_name
+from bot.slack.replay import once
 from bot.slack.report import send_report
 from bot.slack.text import escape, question_text
 
 log = logging.getLogger("concierge.slack.commands")
 SUBCOMMANDS = {"help", "ask", "access", "report"}
 LATER: set[str] = set()
+NO_DM = (
+    "Slack is too busy right now for me to open a direct message with you, so I couldn't "
+    "answer. Please ask again in a minute."
+)
 
 
 def register(app: AsyncApp, deps: SlackDeps) -> None:
     @app.command(ids.COMMAND)
-    async def on_command(ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
+    async def on_command(
+        ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, context: AsyncBoltContext
+    ) -> None:
         text = " ".join(str(command.get("text") or "").split())
         word, _, rest = text.partition(" ")
         verb = word.lower()
@@ -42,11 +51,11 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             return
         if verb == "access":
             await ack()
-            deps.spawn(access(deps, command, rest))
+            deps.spawn(once(context, access(deps, command, rest)))
             return
         if verb == "report":
             await ack()
-            deps.spawn(report(deps, command, rest))
+            deps.spawn(once(context, report(deps, command, rest)))
             return
         # As in messages: mentions made readable, Slack's escaping undone (re-escaped below
         # wherever the question is shown).
@@ -61,23 +70,39 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             await ack(text=f"Ask a question after `{ids.COMMAND} ask`.")
             return
         await ack(text="Working on it — I'll answer you in a direct message.")
-        opened = await deps.client.conversations_open(users=command["user_id"])
+        deps.spawn(once(context, ask_in_dm(deps, command, question, respond)))
+
+
+async def ask_in_dm(
+    deps: SlackDeps, command: dict[str, Any], question: str, respond: AsyncRespond
+) -> None:
+    """After the ack: open the asker's DM, repeat the question there and answer it in its
+    thread. Slack's rate limits and blips are waited out (within a bound); if the DM still
+    cannot be opened, the asker is told to ask again, and nothing raises."""
+    user = str(command.get("user_id") or "")
+    try:
+        opened = await patiently(lambda: deps.client.conversations_open(users=user))
         dm = opened["channel"]["id"]
-        posted = await deps.client.chat_postMessage(
-            channel=dm, text=f"You asked: “{escape(question[:300])}”", unfurl_links=False
-        )
-        deps.spawn(
-            answer_message(
-                deps,
-                team=command.get("team_id", ""),
-                channel=dm,
-                channel_type="im",
-                user=command["user_id"],
-                text=question,
-                ts=posted["ts"],
-                thread_ts=posted["ts"],
+        posted = await patiently(
+            lambda: deps.client.chat_postMessage(
+                channel=dm, text=f"You asked: “{escape(question[:300])}”", unfurl_links=False
             )
         )
+    except Exception as exc:
+        log.error("could not open a DM to answer /concierge ask (%s)", exc.__class__.__name__)
+        with contextlib.suppress(Exception):
+            await respond(text=NO_DM, response_type="ephemeral", replace_original=False)
+        return
+    await answer_message(
+        deps,
+        team=str(command.get("team_id") or ""),
+        channel=dm,
+        channel_type="im",
+        user=user,
+        text=question,
+        ts=posted["ts"],
+        thread_ts=posted["ts"],
+    )
 
 
 async def access(deps: SlackDeps, command: dict[str, Any], text: str) -> None:

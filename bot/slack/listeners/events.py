@@ -13,7 +13,8 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.async_context import AsyncBoltContext
 
 from bot.slack.deps import SlackDeps
-from bot.slack.questions import answer_message
+from bot.slack.payloads import parse_message
+from bot.slack.questions import answer_message, record_unanswerable, reply_unreadable
 from bot.slack.text import question_text
 
 log = logging.getLogger("concierge.slack.events")
@@ -37,48 +38,44 @@ IGNORED_SUBTYPES = {
 }
 
 
-def is_question(event: dict[str, Any], bot_user_id: str | None) -> bool:
-    # Any subtype (those above and the ones Slack adds later) is not a new question.
-    if event.get("subtype"):
-        return False
-    if event.get("bot_id") or (event.get("app_id") and not event.get("user")):
-        return False
-    # Fields of a shape Slack never sends make no question either (rather than a crash).
-    if not all(isinstance(event.get(k) or "", str) for k in ("channel", "ts", "text", "thread_ts")):
-        return False
-    user = event.get("user")
-    return isinstance(user, str) and bool(user) and user != bot_user_id
-
-
 def register(app: AsyncApp, deps: SlackDeps) -> None:
     async def handle(
         event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext, *, assistant: bool
     ) -> None:
-        if not is_question(event, context.bot_user_id):
+        parsed, bad = parse_message(event)
+        if "user" in bad or not parsed.is_question(context.bot_user_id):
             return
-        channel = event.get("channel", "")
-        ts = event.get("ts", "")
+        team = context.team_id or parsed.team or ""
+        event_id = body.get("event_id") if isinstance(body.get("event_id"), str) else None
+        nowhere = parsed.nowhere_to_answer()
+        if nowhere is not None:
+            # Fields of a shape Slack never sends: nothing can be shown, so the record says why.
+            deps.spawn(record_unanswerable(deps, parsed, team, event_id, nowhere))
+            return
+        channel = parsed.channel or ""
+        ts = parsed.ts or ""
 
         async def claim_and_answer() -> None:
             # Runs after the ack. A retry keeps its event_id; one message can also arrive as
             # several event types (app_mention and message.im) with different ids but the same
             # channel and ts. Both keys outlive Slack's retries and our restarts. The claims
             # are inside the tracked task, so shutdown (and tests) wait for them too.
-            if body.get("event_id") and not await deps.deduper.claim(
-                f"event:{body['event_id']}", 86_400
-            ):
+            if event_id and not await deps.deduper.claim(f"event:{event_id}", 86_400):
                 return
-            if not await deps.deduper.claim(f"msg:{context.team_id}:{channel}:{ts}", 86_400):
+            if not await deps.deduper.claim(f"msg:{team}:{channel}:{ts}", 86_400):
+                return
+            if "text" in bad:
+                await reply_unreadable(deps, channel, parsed.thread_ts or ts)
                 return
             await answer_message(
                 deps,
-                team=context.team_id or event.get("team", ""),
+                team=team,
                 channel=channel,
-                channel_type=event.get("channel_type"),
-                user=event["user"],
-                text=question_text(event.get("text", ""), context.bot_user_id),
+                channel_type=parsed.channel_type,
+                user=parsed.user or "",
+                text=question_text(parsed.text or "", context.bot_user_id),
                 ts=ts,
-                thread_ts=event.get("thread_ts"),
+                thread_ts=parsed.thread_ts,
                 assistant=assistant,
             )
 
