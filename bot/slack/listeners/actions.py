@@ -3,7 +3,6 @@ review (approve / edit / reject drafts; verified answers after a thumbs-down).""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable
 from typing import Any
@@ -21,6 +20,7 @@ from bot.slack.review import _tell as tell
 from bot.slack.review import decide as decide_review
 from bot.slack.review import open_modal, submitted_text
 from bot.store import repo
+from bot.store.db import StoreUnavailable
 
 log = logging.getLogger("concierge.slack.actions")
 STALE = (
@@ -70,16 +70,23 @@ async def save_vote(
     reason: str | None = None,
     category: str | None = None,
 ) -> bool:
-    def save() -> bool:
-        with deps.runtime.store.session() as s:
-            if repo.get_exchange(s, exchange_id) is None:
-                return False
-            repo.set_vote(
-                s, exchange_id=exchange_id, voter=voter, vote=vote, reason=reason, category=category
-            )
-            return True
+    """Store the vote, or spool it while the database is away (a vote is never lost).
+    False when the exchange is known not to exist."""
 
-    return await asyncio.to_thread(save)
+    def known() -> bool:
+        with deps.runtime.store.session() as s:
+            return repo.get_exchange(s, exchange_id) is not None
+
+    try:
+        exists = await deps.runtime.store.call(known)
+    except StoreUnavailable:
+        exists = True  # cannot tell now: spooled, and checked again when it is replayed
+    if not exists:
+        return False
+    await deps.runtime.vote(
+        exchange_id=exchange_id, voter=voter, vote=vote, reason=reason, category=category
+    )
+    return True
 
 
 def register(app: AsyncApp, deps: SlackDeps) -> None:
