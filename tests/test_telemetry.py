@@ -150,3 +150,30 @@ def test_json_logs_carry_the_request_id_of_the_question(env: dict[str, str]) -> 
     assert lines and all({"time", "level", "logger", "message"} <= set(x) for x in lines)
     searched = [x for x in lines if x["logger"] == "concierge.connectors"]
     assert searched and all(x["request_id"] == exchange_id for x in searched)
+
+
+async def test_the_socket_mode_listener_serves_metrics_health_and_readiness() -> None:
+    import socket
+
+    import aiohttp
+
+    from bot.ops_http import start_metrics_server
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+
+    async def not_ready() -> tuple[bool, dict[str, Any]]:
+        return False, {"ok": False, "degraded": ["redis"]}
+
+    runner = await start_metrics_server("127.0.0.1", port, lambda: {"ok": True}, not_ready)
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{port}/metrics") as r:
+                assert r.status == 200 and "concierge_questions_total" in await r.text()
+            async with session.get(f"http://127.0.0.1:{port}/healthz") as r:
+                assert r.status == 200 and (await r.json())["ok"] is True
+            async with session.get(f"http://127.0.0.1:{port}/readyz") as r:
+                assert r.status == 503 and (await r.json())["degraded"] == ["redis"]
+    finally:
+        await runner.cleanup()

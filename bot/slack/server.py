@@ -204,6 +204,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> int:
                     settings.host,
                     settings.metrics_port,
                     lambda: {"ok": True, "answers_in_flight": len(deps.tasks)},
+                    lambda: readiness(deps.runtime, stopping=deps.stopping),
                 )
             log.warning("Concierge is connected to Slack in Socket Mode")
             if ready:
