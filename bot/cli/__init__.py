@@ -94,6 +94,24 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--since", metavar="DATE", help="rows from this date or ISO time (UTC)")
     ex.add_argument("--format", choices=("csv", "jsonl"), default="csv")
 
+    rev = sub.add_parser("review", help="held drafts: list, show, approve, edit, reject")
+    rsub = rev.add_subparsers(dest="op", required=True, parser_class=_Parser)
+    rsub.add_parser("list", help="the items waiting for review")
+    rshow = rsub.add_parser("show", help="one item, with its draft")
+    rshow.add_argument("review_id", type=int)
+    for verb, helptext in (
+        ("approve", "send the draft to the asker as it is"),
+        ("edit", "send your text instead (--text, or standard input)"),
+        ("reject", "tell the asker it will not be shared (--because: the reason they read)"),
+    ):
+        rv = rsub.add_parser(verb, help=helptext)
+        rv.add_argument("review_id", type=int)
+        rv.add_argument("--actor", metavar="EMAIL", required=True, help="the reviewer deciding")
+        if verb == "edit":
+            rv.add_argument("--text", help="the answer to send (default: read standard input)")
+        if verb == "reject":
+            rv.add_argument("--because", metavar="TEXT")
+
     exch = sub.add_parser("exchange", help="the whole record of one exchange")
     xsub = exch.add_subparsers(dest="op", required=True, parser_class=_Parser)
     xs = xsub.add_parser(
@@ -193,6 +211,10 @@ def run(argv: Sequence[str] | None = None) -> int:
             from bot.cli.commands import jobs
 
             return jobs(settings, args)
+        if args.command == "review":
+            from bot.cli.review import review
+
+            return review(settings, args)
         if args.command == "exchange":
             from bot.cli.exchange import exchange
 
