@@ -12,58 +12,32 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from redis.exceptions import RedisError
 
+from bot.outage import Outage
+
 log = logging.getLogger("concierge.redis")
 T = TypeVar("T")
 
 
-class RedisGuard:
+class RedisGuard(Outage):
     """Whether Redis answered lately; runs a call on Redis or, failing that, locally."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.down_since: float | None = None
-        self._retry_at = 0.0
-        self._backoff = 0.0
+        super().__init__(
+            log,
+            "Redis is unreachable (%s): limits, budgets, breakers and de-duplication "
+            "continue on this instance's own state until it returns",
+            "Redis is reachable again after %.1f s",
+        )
         self.last_error: str | None = None
 
-    @property
-    def down(self) -> bool:
-        return self.down_since is not None
-
-    def should_try(self) -> bool:
-        return self.down_since is None or time.monotonic() >= self._retry_at
-
-    def failed(self, exc: BaseException) -> None:
-        with self._lock:
-            now = time.monotonic()
-            self.last_error = exc.__class__.__name__
-            if self.down_since is None:
-                self.down_since = now
-                self._backoff = 1.0
-                log.error(
-                    "Redis is unreachable (%s): limits, budgets, breakers and de-duplication "
-                    "continue on this instance's own state until it returns",
-                    self.last_error,
-                )
-            else:
-                self._backoff = min(15.0, self._backoff * 2)
-            self._retry_at = now + self._backoff
-
-    def ok(self) -> None:
-        if self.down_since is None:
-            return
-        with self._lock:
-            if self.down_since is not None:
-                log.warning(
-                    "Redis is reachable again after %.1f s", time.monotonic() - self.down_since
-                )
-            self.down_since = None
+    def failed(self, why: BaseException | str) -> None:
+        self.last_error = why if isinstance(why, str) else why.__class__.__name__
+        super().failed(self.last_error)
 
     async def run(self, shared: Callable[[], Awaitable[T]], local: Callable[[], Awaitable[T]]) -> T:
         """``shared()`` while Redis answers; ``local()`` when it does not."""

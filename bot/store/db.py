@@ -20,7 +20,6 @@ import contextlib
 import logging
 import math
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.errors import ConciergeError
+from bot.outage import Outage
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _migrate_lock = threading.Lock()
@@ -85,52 +85,18 @@ def is_unavailable(exc: BaseException) -> bool:
     return False
 
 
-class Health:
-    """Whether the database answered lately. After a failure, calls fail at once until a
-    retry time that backs off from 1 s to 15 s; the first success clears it. The start and
-    end of an outage are logged once each."""
+class Health(Outage):
+    """Whether the database answered lately: after a failure, calls fail at once until a
+    retry time that backs off from 1 s to 15 s; the first success clears it."""
 
     def __init__(self, what: str) -> None:
         self.what = what
-        self._lock = threading.Lock()
-        self.down_since: float | None = None
-        self._retry_at = 0.0
-        self._backoff = 0.0
-
-    @property
-    def down(self) -> bool:
-        return self.down_since is not None
-
-    def should_try(self) -> bool:
-        return self.down_since is None or time.monotonic() >= self._retry_at
-
-    def failed(self, why: str) -> None:
-        with self._lock:
-            now = time.monotonic()
-            if self.down_since is None:
-                self.down_since = now
-                self._backoff = 1.0
-                log.error(
-                    "the database (%s) is unreachable (%s): questions are still answered and "
-                    "their records spooled until it returns",
-                    self.what,
-                    why,
-                )
-            else:
-                self._backoff = min(15.0, self._backoff * 2)
-            self._retry_at = now + self._backoff
-
-    def ok(self) -> None:
-        if self.down_since is None:
-            return
-        with self._lock:
-            if self.down_since is not None:
-                log.warning(
-                    "the database (%s) is reachable again after %.1f s",
-                    self.what,
-                    time.monotonic() - self.down_since,
-                )
-            self.down_since = None
+        super().__init__(
+            log,
+            f"the database ({what}) is unreachable (%s): questions are still answered and "
+            "their records spooled until it returns",
+            f"the database ({what}) is reachable again after %.1f s",
+        )
 
 
 def normalise_url(url: str) -> str:
