@@ -9,6 +9,7 @@ another service cannot be used. Errors print one line on stderr, never a traceba
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -177,6 +178,19 @@ def _replay_spool(settings: Settings) -> None:
     replay_for(settings.effective_database_url, Spool(settings.spool_dir), timeouts)
 
 
+# Each command's module is imported only when that command runs (start-up stays quick).
+COMMANDS = {
+    "report": ("bot.cli.commands", "report"),
+    "jobs": ("bot.cli.commands", "jobs"),
+    "access": ("bot.cli.commands", "access"),
+    "review": ("bot.cli.review", "review"),
+    "exchange": ("bot.cli.exchange", "exchange"),
+    "eval": ("bot.cli.evaluate", "eval_command"),
+    "dataflow": ("bot.cli.dataflow", "dataflow"),
+    "audit": ("bot.cli.audit", "audit"),
+}
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -203,38 +217,10 @@ def run(argv: Sequence[str] | None = None) -> int:
             from bot.slack.server import serve
 
             return asyncio.run(serve(settings))
-        if args.command == "report":
-            from bot.cli.commands import report
-
-            return report(settings, args)
-        if args.command == "jobs":
-            from bot.cli.commands import jobs
-
-            return jobs(settings, args)
-        if args.command == "review":
-            from bot.cli.review import review
-
-            return review(settings, args)
-        if args.command == "exchange":
-            from bot.cli.exchange import exchange
-
-            return exchange(settings, args)
-        if args.command == "eval":
-            from bot.cli.evaluate import eval_command
-
-            return eval_command(settings, args)
-        if args.command == "dataflow":
-            from bot.cli.dataflow import dataflow
-
-            return dataflow(settings, args)
-        if args.command == "audit":
-            from bot.cli.audit import audit
-
-            return audit(settings, args)
-        if args.command == "access":
-            from bot.cli.commands import access
-
-            return access(settings, args)
+        if args.command in COMMANDS:
+            module, name = COMMANDS[args.command]
+            handler = getattr(importlib.import_module(module), name)
+            return int(handler(settings, args))
         from bot.cli.terminal import ask, chat
 
         if args.command == "ask":

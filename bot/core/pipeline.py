@@ -262,7 +262,6 @@ class Pipeline:
             end = time.perf_counter()
             result.ttft_ms = (first_chunk[0] - started) * 1000 if first_chunk else None
             result.total_ms = (end - started) * 1000
-            self._redact_prompts(result)
             await _to_the_end(self._close_and_record(sink, result))
             record_metrics(result)
         if result.outcome == "pending_review" and self.deps.reviews is not None:
@@ -291,6 +290,8 @@ class Pipeline:
         if result.delivery != "delivered" and result.outcome == "answered":
             result.outcome = "incomplete"
             result.error = result.error or f"delivery {result.delivery}"
+        # After the person has the whole answer: redacting the kept prompts costs a few ms.
+        self._redact_prompts(result)
         with tracer.start_as_current_span("concierge.record"):
             await self._record(result)
 
