@@ -27,7 +27,7 @@ from bot.core.models import build_registry
 from bot.core.pipeline import Pipeline, PipelineDeps
 from bot.core.prompts import load_prompt
 from bot.core.retrieve import Retriever
-from bot.core.review import ReviewDesk
+from bot.core.review import ReviewDesk, feedback_handler
 from bot.core.types import Asker, ExchangeResult
 from bot.settings import Settings
 from bot.store import repo
@@ -231,7 +231,12 @@ class Runtime:
     def replay_spool_forever(self) -> asyncio.Task[None]:
         """The background task of ``serve``: replays spooled records when the database is back."""
         return asyncio.create_task(
-            replay_when_possible(self.store, self.spool, self.reviews.announce)
+            replay_when_possible(
+                self.store,
+                self.spool,
+                self.reviews.announce,
+                handlers={"feedback": feedback_handler(self.reviews.config)},
+            )
         )
 
     def close(self) -> None:
@@ -314,7 +319,7 @@ async def build_runtime(
     spool = Spool(settings.spool_dir)
     store.spool = spool
     # What an earlier run could not record is written first, if the database answers.
-    await replay_now(store, spool)
+    await replay_now(store, spool, {"feedback": feedback_handler(config)})
     embedder = await asyncio.to_thread(
         make_embedder,
         config.embeddings,

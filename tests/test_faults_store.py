@@ -385,3 +385,97 @@ async def test_a_draft_held_for_review_while_the_database_is_down_is_stored_once
     assert count(pg_url, "audit_log", "action = 'review.draft'") == 1
     r = cli("audit", "verify")
     assert r.code == 0, r.out + r.err
+
+
+async def test_a_thumbs_down_while_the_database_is_down_reaches_the_owners_once_after(
+    proxy: TcpProxy, env: dict[str, str], pg_url: str, cli
+) -> None:
+    runtime = await build_runtime(Settings())
+    try:
+        result = await ask(runtime)  # recorded while healthy
+        proxy.set("refuse")
+        await runtime.vote(exchange_id=result.exchange_id, voter="eve@canary.test", vote=-1)  # type: ignore[attr-defined]
+        item = await runtime.reviews.feedback(
+            result.exchange_id,  # type: ignore[attr-defined]
+            "eve@canary.test",
+            "wrong: the limit changed",
+        )
+        assert item is None and spool(env).pending() == 2  # the vote, then the owners' item
+        announced: list[Any] = []
+
+        async def owners_told(review) -> None:  # type: ignore[no-untyped-def]
+            announced.append(review)
+
+        runtime.reviews.listeners.append(owners_told)
+        proxy.set("pass")
+        replayer = runtime.replay_spool_forever()
+        try:
+            await until(lambda: bool(announced))
+        finally:
+            replayer.cancel()
+        # Replaying the same entry again (a crash before the spool was rewritten) adds nothing.
+        from bot.store.replay import replay
+
+        spool(env).append(
+            "feedback",
+            {
+                "exchange_id": result.exchange_id,  # type: ignore[attr-defined]
+                "voter": "eve@canary.test",
+                "reason": "wrong: the limit changed",
+            },
+            _feedback_spool_id(pg_url),
+        )
+        from bot.core.review import feedback_handler
+
+        await asyncio.to_thread(
+            replay, runtime.store, spool(env), None, {"feedback": feedback_handler(runtime.config)}
+        )
+        assert len(announced) == 1 and announced[0].kind == "feedback"
+        assert announced[0].reason == "wrong: the limit changed"
+    finally:
+        runtime.close()
+    where = f"exchange_id = '{result.exchange_id}' AND kind = 'feedback'"  # type: ignore[attr-defined]
+    assert count(pg_url, "reviews", where) == 1
+    assert count(pg_url, "feedback", "vote = -1") == 1
+    assert count(pg_url, "audit_log", "action = 'review.feedback'") == 1
+    assert not spool(env).failed_path.exists()
+    r = cli("audit", "verify")
+    assert r.code == 0, r.out + r.err
+
+
+def _feedback_spool_id(pg_url: str) -> str:
+    with psycopg.connect(pg_url, connect_timeout=3) as conn:
+        row = conn.execute(
+            "SELECT details->>'spool_id' FROM audit_log WHERE action = 'review.feedback'"
+        ).fetchone()
+    assert row and row[0], "the replayed item's audit row names its spool entry"
+    return str(row[0])
+
+
+async def test_a_vote_waits_in_the_spool_for_an_exchange_another_instance_still_spools(
+    env: dict[str, str], pg_url: str
+) -> None:
+    """Two instances, one data directory each: the answer was spooled by one, the vote by
+    the other. The vote is kept (not set aside as failed) until its exchange is written."""
+    runtime = await build_runtime(Settings())
+    try:
+        from bot.store.replay import replay
+
+        vote = {
+            "exchange_id": "ex-from-the-other-instance",
+            "voter": "eve@canary.test",
+            "vote": 1,
+            "reason": None,
+            "category": None,
+        }
+        spool(env).append("vote", vote)
+        assert await asyncio.to_thread(replay, runtime.store, spool(env)) == 0
+        assert spool(env).pending() == 1 and not spool(env).failed_path.exists()
+        # The other instance's spool is replayed: the exchange exists now, the vote follows.
+        result = await ask(runtime)
+        spool(env).append("vote", {**vote, "exchange_id": result.exchange_id})  # type: ignore[attr-defined]
+        assert await asyncio.to_thread(replay, runtime.store, spool(env)) == 1
+        assert spool(env).pending() == 1  # the first still waits for its exchange
+        assert count(pg_url, "feedback") == 1
+    finally:
+        runtime.close()

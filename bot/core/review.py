@@ -23,6 +23,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from bot.config import WorkspaceConfig
 from bot.core.access import AccessDecision
 from bot.core.labels import Labels
@@ -31,6 +33,7 @@ from bot.errors import UsageError
 from bot.store import repo
 from bot.store.db import Store, StoreUnavailable
 from bot.store.models import Review, VerifiedAnswer, utcnow
+from bot.store.spool import Deferred
 from connectors.base import Connector
 
 log = logging.getLogger("concierge.review")
@@ -63,6 +66,56 @@ def _similar(a: str, b: str) -> bool:
     if not x or not y:
         return False
     return len(x & y) / len(x | y) >= SIMILAR
+
+
+def feedback_handler(config: WorkspaceConfig) -> Callable[[Session, dict[str, Any]], Review | None]:
+    """Builds the thumbs-down item of ``{exchange_id, voter, reason}`` in a session (also the
+    spool's replay handler: then ``spool_id`` and ``happened_at`` come along and go into the
+    audit row). The item goes to the owners of the cited sources, else the bot's owners."""
+
+    def add(s: Session, data: dict[str, Any]) -> Review | None:
+        exchange_id, voter, reason = data["exchange_id"], data["voter"], data.get("reason")
+        exchange = repo.get_exchange(s, exchange_id)
+        if exchange is None:
+            if "spool_id" in data:  # recorded by an instance that may still be spooling it
+                raise Deferred("its exchange is not recorded yet")
+            return None
+        cited = {str(c.get("source")) for c in exchange.sources or []}
+        owned = [src.owner for n in sorted(cited) if (src := config.source(n)) and src.owner]
+        people = list(dict.fromkeys(owned)) or list(config.owners)
+        review = Review(
+            kind="feedback",
+            exchange_id=exchange_id,
+            sources=sorted(cited),
+            reviewers=people,
+            question=exchange.question,
+            draft=exchange.answer,
+            citations=list(exchange.sources or []),
+            reason=reason,
+            asker=exchange.asker,
+            asker_ref=exchange.asker_ref,
+            channel=exchange.channel,
+            thread=exchange.thread,
+            # The answer, and a reason that may quote it, carry the exchange's labels.
+            labels=Labels.from_json(exchange.labels).to_json(),
+        )
+        repo.add_review(s, review)
+        details: dict[str, Any] = {"review_id": review.id, "exchange_id": exchange_id}
+        for key in ("spool_id", "happened_at"):
+            if key in data:
+                details[key] = data[key]
+        repo.audit(
+            s,
+            actor=voter,
+            action="review.feedback",
+            target=exchange.asker,
+            subject=",".join(sorted(cited)),
+            reason=reason,
+            details=details,
+        )
+        return review
+
+    return add
 
 
 class NotAReviewer(UsageError):
@@ -298,47 +351,23 @@ class ReviewDesk:
 
     # -- thumbs-down and verified answers ---------------------------------------------------
     async def feedback(self, exchange_id: str, voter: str, reason: str | None) -> Review | None:
-        """A thumbs-down with its reason goes to the owners of the sources it cited."""
+        """A thumbs-down with its reason goes to the owners of the sources it cited. While the
+        database cannot be reached it is spooled and the owners are told once it is written
+        (None is returned then)."""
+        data = {"exchange_id": exchange_id, "voter": voter, "reason": reason}
+        add = feedback_handler(self.config)
 
-        def add() -> Review | None:
+        def write() -> Review | None:
             with self.store.session() as s:
-                exchange = repo.get_exchange(s, exchange_id)
-                if exchange is None:
-                    return None
-                cited = {str(c.get("source")) for c in exchange.sources or []}
-                owned = [
-                    src.owner for n in sorted(cited) if (src := self.config.source(n)) and src.owner
-                ]
-                people = list(dict.fromkeys(owned)) or list(self.config.owners)
-                review = Review(
-                    kind="feedback",
-                    exchange_id=exchange_id,
-                    sources=sorted(cited),
-                    reviewers=people,
-                    question=exchange.question,
-                    draft=exchange.answer,
-                    citations=list(exchange.sources or []),
-                    reason=reason,
-                    asker=exchange.asker,
-                    asker_ref=exchange.asker_ref,
-                    channel=exchange.channel,
-                    thread=exchange.thread,
-                    # The answer, and a reason that may quote it, carry the exchange's labels.
-                    labels=Labels.from_json(exchange.labels).to_json(),
-                )
-                repo.add_review(s, review)
-                repo.audit(
-                    s,
-                    actor=voter,
-                    action="review.feedback",
-                    target=exchange.asker,
-                    subject=",".join(sorted(cited)),
-                    reason=reason,
-                    details={"review_id": review.id, "exchange_id": exchange_id},
-                )
-                return review
+                return add(s, data)
 
-        review = await asyncio.to_thread(add)
+        try:
+            review = await self.store.call(write)
+        except StoreUnavailable:
+            if self.store.spool is None:
+                raise
+            await asyncio.to_thread(self.store.spool.append, "feedback", data)
+            return None
         if review is not None:
             await self.announce(review)
         return review

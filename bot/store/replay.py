@@ -3,7 +3,11 @@
 Each kind is idempotent on its own key, so an entry replayed twice (a crash between the write
 and the spool's rewrite) or a record whose first write did land after all is stored once:
 - ``exchange``: by exchange id (and request key); its denial audit row shares its transaction;
-- ``vote``: an upsert per voter and exchange that keeps a newer vote;
+- ``vote``: an upsert per voter and exchange that keeps a newer vote; it waits (``Deferred``)
+  while its exchange is not recorded yet (another instance may still be spooling it);
+- ``feedback``: a thumbs-down item for the owners, built by the handler the runtime passes
+  (it needs the workspace config); by the spool entry id its audit row carries. Without a
+  handler (a command that does not build the runtime) it waits for one that has;
 - ``review``: a held draft, by exchange and kind (with its audit row);
 - ``audit``: appended through ``repo.audit`` (so the hash chain stays intact), unless a row
   carrying the entry's ``spool_id`` is already in the log; the original time is kept in
@@ -16,14 +20,16 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
+
+from sqlalchemy.orm import Session
 
 from bot.store import repo
 from bot.store.db import Store, StoreError, StoreUnavailable, Timeouts
 from bot.store.models import Review
-from bot.store.spool import Spool
+from bot.store.spool import Deferred, Spool
 
 log = logging.getLogger("concierge.store.replay")
 
@@ -32,9 +38,20 @@ log = logging.getLogger("concierge.store.replay")
 LOOK_BACK = timedelta(minutes=10)
 
 
-def apply_entry(store: Store, entry: dict[str, Any], held: list[Review] | None = None) -> None:
-    """Write one spool entry in its own transaction (raises StoreUnavailable if it cannot).
-    A held draft stored now is added to ``held`` (its reviewers have not been told yet)."""
+# Builds what a spooled entry of a kind the store cannot build itself stands for, in the
+# session given; returns a review to announce, if any. Raises Deferred to wait.
+Handler = Callable[[Session, dict[str, Any]], Review | None]
+
+
+def apply_entry(
+    store: Store,
+    entry: dict[str, Any],
+    held: list[Review] | None = None,
+    handlers: Mapping[str, Handler] | None = None,
+) -> None:
+    """Write one spool entry in its own transaction (raises StoreUnavailable if it cannot,
+    Deferred if it must wait). A held draft or thumbs-down item stored now is added to
+    ``held`` (its reviewers have not been told yet)."""
     kind, data = entry["kind"], entry["data"]
     at = datetime.fromisoformat(entry["at"])
     with store.session() as s:
@@ -42,7 +59,20 @@ def apply_entry(store: Store, entry: dict[str, Any], held: list[Review] | None =
             if repo.insert_exchange(s, data["row"]) and data.get("audit"):
                 repo.audit(s, **data["audit"])
         elif kind == "vote":
+            if repo.get_exchange(s, data["exchange_id"]) is None:
+                raise Deferred("its exchange is not recorded yet")
             repo.set_vote(s, **data, at=at)
+        elif kind == "feedback":
+            handler = (handlers or {}).get(kind)
+            if handler is None:
+                raise Deferred("replayed by serve or a command that builds the runtime")
+            if repo.has_spooled_audit(
+                s, entry["id"], action="review.feedback", since=at - LOOK_BACK
+            ):
+                return
+            review = handler(s, {**data, "spool_id": entry["id"], "happened_at": entry["at"]})
+            if review is not None and held is not None:
+                held.append(review)
         elif kind == "review":
             if not repo.has_review(s, data["exchange_id"], data["kind"]):
                 review = repo.hold_review(s, Review(**data), happened_at=entry["at"])
@@ -77,14 +107,19 @@ def audit_or_spool(store: Store, *, details: dict[str, Any] | None = None, **fie
         store.spool.append("audit", {**fields, "details": details}, entry_id)
 
 
-def replay(store: Store, spool: Spool, held: list[Review] | None = None) -> int:
+def replay(
+    store: Store,
+    spool: Spool,
+    held: list[Review] | None = None,
+    handlers: Mapping[str, Handler] | None = None,
+) -> int:
     """Replay what waits (synchronous: call from a thread). Returns how many were written;
-    held drafts stored are added to ``held``."""
+    held drafts and thumbs-down items stored are added to ``held``."""
     if not spool.path.exists():
         return 0
     if store.health.down and not store.probe():  # known down: ask once, now
         return 0
-    return spool.replay(lambda entry: apply_entry(store, entry, held), StoreUnavailable)
+    return spool.replay(lambda entry: apply_entry(store, entry, held, handlers), StoreUnavailable)
 
 
 def replay_for(url: str, spool: Spool, timeouts: Timeouts | None = None) -> int:
@@ -109,6 +144,7 @@ async def replay_when_possible(
     spool: Spool,
     announce: Callable[[Review], Awaitable[None]] | None = None,
     idle_s: float = 1.0,
+    handlers: Mapping[str, Handler] | None = None,
 ) -> None:
     """Runs until cancelled (``serve``): while records wait, probe the database with backoff
     and replay them as soon as it answers; held drafts stored then are ``announce``d."""
@@ -124,11 +160,12 @@ async def replay_when_possible(
             )
             if reachable:
                 held: list[Review] = []
-                await asyncio.to_thread(replay, store, spool, held)
+                done = await asyncio.to_thread(replay, store, spool, held, handlers)
                 for review in held:
                     if announce is not None:
                         await announce(review)
-                wait = idle_s
+                # Entries left behind wait for something (their exchange): ask less often.
+                wait = idle_s if done or not spool.path.exists() else min(15.0, wait * 2)
                 continue
         except TimeoutError:
             store.health.failed("no answer within the timeout")
@@ -137,12 +174,14 @@ async def replay_when_possible(
         wait = min(15.0, wait * 2)
 
 
-async def replay_now(store: Store, spool: Spool) -> int:
+async def replay_now(
+    store: Store, spool: Spool, handlers: Mapping[str, Handler] | None = None
+) -> int:
     """At the start of a command: replay what waits if the database answers (bounded)."""
     if not spool.path.exists():
         return 0
     with contextlib.suppress(TimeoutError, StoreUnavailable):
         return await asyncio.wait_for(
-            asyncio.to_thread(replay, store, spool), store.timeouts.call_s * 2
+            asyncio.to_thread(replay, store, spool, None, handlers), store.timeouts.call_s * 2
         )
     return 0

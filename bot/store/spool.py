@@ -8,6 +8,11 @@ task in ``serve``; the start of every command that opens the runtime). Replay is
 spool entry id it carries. So a record whose write did reach the database before the failure
 was noticed (a lost commit reply, a hung call that finished late) is still written once.
 
+An entry that cannot be applied yet (a vote or a thumbs-down whose exchange waits in another
+instance's spool; a thumbs-down while this process cannot build its review) raises
+``Deferred``: it stays in the spool, behind nothing, and is tried again with the next replay;
+after ``DEFER_LIMIT`` it goes to ``failed.jsonl`` like any entry that cannot be applied.
+
 Entries that cannot be applied for another reason (a bug, a constraint) are moved to
 ``failed.jsonl`` beside the spool and logged: never silently dropped. One file lock serialises
 appends and replays across threads and processes sharing the data directory. Entries hold
@@ -24,13 +29,21 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("concierge.store.spool")
 
-KINDS = ("exchange", "vote", "audit", "review")
+KINDS = ("exchange", "vote", "audit", "review", "feedback")
+
+# How long an entry may wait for what it depends on (its exchange, recorded by another
+# instance that may itself be spooling) before it is set aside as failed.
+DEFER_LIMIT = timedelta(days=1)
+
+
+class Deferred(Exception):
+    """Raised by an ``apply`` function: this entry cannot be written yet; keep it."""
 
 
 class Spool:
@@ -86,7 +99,8 @@ class Spool:
             except FileNotFoundError:
                 return 0
             done = 0
-            left: list[str] = []
+            kept: list[str] = []  # deferred entries, tried again next time
+            rest: list[str] = []  # the entry the database went away on, and those after it
             for i, line in enumerate(lines):
                 if not line.strip():
                     continue
@@ -95,17 +109,37 @@ class Spool:
                     apply(entry)
                     done += 1
                 except stop:
-                    left = lines[i:]
+                    rest = lines[i:]
                     break
+                except Deferred as why:
+                    if _age(entry) < DEFER_LIMIT:
+                        kept.append(line)
+                        continue
+                    log.error(
+                        "a spooled %s record waited too long (%s); kept in %s",
+                        entry.get("kind"),
+                        why,
+                        self.failed_path,
+                    )
+                    _write(self.failed_path, line + "\n", mode="a")
                 except Exception as exc:  # kept aside, never dropped
                     log.error(
                         "could not replay a spooled record (%s); kept in %s", exc, self.failed_path
                     )
                     _write(self.failed_path, line + "\n", mode="a")
+            left = kept + rest
             _replace(self.path, "".join(f"{line}\n" for line in left if line.strip()))
         if done:
             log.warning("replayed %d spooled record(s) into the database", done)
         return done
+
+
+def _age(entry: dict[str, Any]) -> timedelta:
+    try:
+        at = datetime.fromisoformat(str(entry["at"]))
+    except (KeyError, ValueError):
+        return DEFER_LIMIT  # no usable time: do not keep it forever
+    return datetime.now(UTC) - (at if at.tzinfo else at.replace(tzinfo=UTC))
 
 
 def _write(path: Path, text: str, *, mode: str) -> None:
