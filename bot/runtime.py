@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +32,7 @@ from bot.core.types import Asker, ExchangeResult
 from bot.settings import Settings
 from bot.store import repo
 from bot.store.db import Store, StoreUnavailable, Timeouts
+from bot.store.models import Review
 from bot.store.replay import replay_now, replay_when_possible
 from bot.store.spool import Spool
 from connectors.base import Connector, ConnectorContext
@@ -159,6 +160,9 @@ class Runtime:
     reviews: ReviewDesk
     grant_cache: GrantCache
     spool: Spool
+    # Held drafts and thumbs-down items written from the spool while the runtime was built,
+    # before any front end could tell their reviewers: ``serve`` announces them first.
+    unannounced: list[Review] = field(default_factory=list)
 
     async def grants(self) -> list[ActiveGrant]:
         return await self.grant_cache.get()
@@ -229,15 +233,20 @@ class Runtime:
             await asyncio.to_thread(self.spool.append, "vote", data)
 
     def replay_spool_forever(self) -> asyncio.Task[None]:
-        """The background task of ``serve``: replays spooled records when the database is back."""
-        return asyncio.create_task(
-            replay_when_possible(
+        """The background task of ``serve``: tells reviewers of items written from the spool at
+        start-up, then replays spooled records whenever the database is back."""
+
+        async def run() -> None:
+            while self.unannounced:
+                await self.reviews.announce(self.unannounced.pop(0))
+            await replay_when_possible(
                 self.store,
                 self.spool,
                 self.reviews.announce,
                 handlers={"feedback": feedback_handler(self.reviews.config)},
             )
-        )
+
+        return asyncio.create_task(run())
 
     def close(self) -> None:
         self.store.close()
@@ -319,7 +328,8 @@ async def build_runtime(
     spool = Spool(settings.spool_dir)
     store.spool = spool
     # What an earlier run could not record is written first, if the database answers.
-    await replay_now(store, spool, {"feedback": feedback_handler(config)})
+    unannounced: list[Review] = []
+    await replay_now(store, spool, {"feedback": feedback_handler(config)}, unannounced)
     embedder = await asyncio.to_thread(
         make_embedder,
         config.embeddings,
@@ -376,6 +386,7 @@ async def build_runtime(
             store, ttl_s=settings.access_cache_s, stale_s=settings.grants_stale_s
         ),
         spool=spool,
+        unannounced=unannounced,
     )
     runtime.reviews.principals_of = runtime.principals_of
     runtime.pipeline = Pipeline(

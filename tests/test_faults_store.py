@@ -479,3 +479,33 @@ async def test_a_vote_waits_in_the_spool_for_an_exchange_another_instance_still_
         assert count(pg_url, "feedback") == 1
     finally:
         runtime.close()
+
+
+async def test_an_item_written_from_the_spool_at_start_up_is_announced_once_serve_runs(
+    env: dict[str, str], pg_url: str
+) -> None:
+    runtime = await build_runtime(Settings())
+    try:
+        result = await ask(runtime)
+    finally:
+        runtime.close()
+    item = {"exchange_id": result.exchange_id, "voter": "eve@canary.test", "reason": "outdated"}  # type: ignore[attr-defined]
+    spool(env).append("feedback", item)  # left by a run that stopped while the database was away
+    runtime = await build_runtime(Settings())  # replays it before any front end exists
+    try:
+        assert spool(env).pending() == 0
+        announced: list[Any] = []
+
+        async def owners_told(review) -> None:  # type: ignore[no-untyped-def]
+            announced.append(review)
+
+        runtime.reviews.listeners.append(owners_told)
+        replayer = runtime.replay_spool_forever()
+        try:
+            await until(lambda: bool(announced))
+        finally:
+            replayer.cancel()
+        assert [r.reason for r in announced] == ["outdated"]
+    finally:
+        runtime.close()
+    assert count(pg_url, "reviews", "kind = 'feedback'") == 1

@@ -175,13 +175,17 @@ async def replay_when_possible(
 
 
 async def replay_now(
-    store: Store, spool: Spool, handlers: Mapping[str, Handler] | None = None
+    store: Store,
+    spool: Spool,
+    handlers: Mapping[str, Handler] | None = None,
+    held: list[Review] | None = None,
 ) -> int:
-    """At the start of a command: replay what waits if the database answers (bounded)."""
+    """At the start of a command: replay what waits if the database answers (bounded). Held
+    drafts and thumbs-down items written are added to ``held``."""
     if not spool.path.exists():
         return 0
     with contextlib.suppress(TimeoutError, StoreUnavailable):
         return await asyncio.wait_for(
-            asyncio.to_thread(replay, store, spool, None, handlers), store.timeouts.call_s * 2
+            asyncio.to_thread(replay, store, spool, held, handlers), store.timeouts.call_s * 2
         )
     return 0
