@@ -8,12 +8,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from sqlalchemy import select
 
 from bot.settings import Settings
 from bot.slack.app import build_app
-from bot.slack.server import drain, prepare
+from bot.slack.server import drain, prepare, socket_handler
 from bot.store.models import Exchange
 from tests.slack_helpers import dm
 from tests.standins import slack_api
@@ -29,9 +28,7 @@ async def socket(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> AsyncI
     monkeypatch.setenv("SLACK_APP_TOKEN", "xapp-test")
     monkeypatch.setenv("SLACK_API_URL", api.url)
     runtime, deps = await prepare(Settings())
-    handler = AsyncSocketModeHandler(
-        build_app(deps, socket_mode=True), "xapp-test", web_client=deps.client
-    )
+    handler = socket_handler(build_app(deps, socket_mode=True), "xapp-test", deps.client)
     await handler.connect_async()
     await asyncio.wait_for(api.socket_connected.wait(), 10)
     try:
@@ -96,3 +93,52 @@ async def test_slash_command_ack_carries_the_reply(socket) -> None:
     await wait_for(lambda: any(a.get("envelope_id") == "env-cmd" for a in api.socket_acks))
     ack = next(a for a in api.socket_acks if a.get("envelope_id") == "env-cmd")
     assert "/concierge" in str(ack.get("payload"))
+
+
+async def test_malformed_envelopes_are_acked_and_dropped_before_any_listener(
+    socket, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The boundary check of the HTTP endpoint holds in Socket Mode too: an envelope Bolt
+    cannot take is acknowledged once (not redelivered forever), runs no work, logs no
+    traceback, and the next good question is answered."""
+    api, deps = socket
+    bad_bodies: list[Any] = [
+        {"type": "event_callback", "team_id": "T1", "event_id": "EvB1", "event": "text"},
+        {"type": "event_callback", "team_id": "T1", "event_id": "EvB2", "event": None},
+        {
+            "type": "event_callback",
+            "team_id": "T1",
+            "event_id": "EvB3",
+            "authorizations": "all",
+            "event": dm("UEVE", "Where do I submit expenses?", "11.1"),
+        },
+        {
+            "type": "event_callback",
+            "team_id": "T1",
+            "event_id": "EvB4",
+            "event": {"type": "assistant_thread_started", "assistant_thread": "x"},
+        },
+    ]
+    for i, body in enumerate(bad_bodies):
+        await api.socket_outbox.put(
+            {"envelope_id": f"bad-{i}", "type": "events_api", "payload": body, "retry_attempt": 0}
+        )
+    good = {
+        "type": "event_callback",
+        "team_id": "T1",
+        "event_id": "EvGood",
+        "event": dm("UEVE", "Where do I submit expenses?", "12.1"),
+    }
+    await api.socket_outbox.put(
+        {"envelope_id": "good", "type": "events_api", "payload": good, "retry_attempt": 0}
+    )
+    wanted = {f"bad-{i}" for i in range(len(bad_bodies))} | {"good"}
+    await wait_for(lambda: wanted <= {a.get("envelope_id") for a in api.socket_acks})
+    await wait_for(lambda: any(m.blocks for m in api.in_channel("DEVE")))
+    await drain(deps, 10)
+    with deps.runtime.store.session() as s:
+        rows = list(s.scalars(select(Exchange)))
+    assert len(rows) == 1 and rows[0].question == "Where do I submit expenses?"
+    acked = [a.get("envelope_id") for a in api.socket_acks]
+    assert all(acked.count(e) == 1 for e in wanted)
+    assert not [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]

@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import ops_http
 from bot.health import readiness
@@ -62,6 +63,32 @@ def malformed(body: Any) -> bool:
         placed = isinstance(thread, dict) and thread.get("channel_id") and thread.get("thread_ts")
         return not (placed or (event.get("channel") and event.get("thread_ts")))
     return False
+
+
+def socket_handler(bolt: AsyncApp, app_token: str, client: AsyncWebClient) -> Any:
+    """Bolt's Socket Mode handler with the HTTP endpoint's boundary check: an envelope whose
+    body Bolt cannot take is acknowledged (so Slack does not send it again and again) and
+    dropped with one log line, never dispatched into a listener or a traceback."""
+    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+    from slack_sdk.socket_mode.response import SocketModeResponse
+
+    class Guarded(AsyncSocketModeHandler):
+        async def handle(self, client: Any, req: Any) -> None:
+            if malformed(req.payload):
+                log.info("dropped a malformed Socket Mode envelope (%s)", req.type)
+                await client.send_socket_mode_response(
+                    SocketModeResponse(envelope_id=req.envelope_id)
+                )
+                return
+            try:
+                await super().handle(client, req)
+            except Exception as exc:  # Bolt could not read it: acked and logged, not retried
+                log.info("dropped a Socket Mode envelope Bolt cannot read (%s)", type(exc).__name__)
+                await client.send_socket_mode_response(
+                    SocketModeResponse(envelope_id=req.envelope_id)
+                )
+
+    return Guarded(bolt, app_token, web_client=client)
 
 
 def http_app(bolt: AsyncApp, deps: SlackDeps) -> web.Application:
@@ -191,12 +218,8 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> int:
             loop.add_signal_handler(sig, stop.set)
     try:
         if settings.slack_app_token is not None:
-            from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
-
             bolt = build_app(deps, socket_mode=True)
-            handler = AsyncSocketModeHandler(
-                bolt, settings.slack_app_token.get_secret_value(), web_client=deps.client
-            )
+            handler = socket_handler(bolt, settings.slack_app_token.get_secret_value(), deps.client)
             await handler.connect_async()
             metrics_runner = None
             if settings.metrics_port is not None:
