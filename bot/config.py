@@ -283,6 +283,18 @@ class Limits(_Strict):
     budget_soft_fraction: float = Field(default=0.8, gt=0, le=1)
 
 
+class QueryRewrite(_Strict):
+    """An optional hosted-model step before retrieval: the question (and what a follow-up
+    borrows from its thread) rewritten into search terms, abbreviations spelled out and
+    synonyms added. Off unless ``model`` names a hosted model; never longer than
+    ``timeout_s`` (the original question is searched then); its tokens and cost are recorded
+    with the exchange."""
+
+    model: str | None = None
+    timeout_s: float = Field(default=1.5, gt=0, le=30)
+    max_chars: int = Field(default=300, ge=20, le=2000)
+
+
 class Retrieval(_Strict):
     top_k: int = Field(default=6, ge=1, le=50)
     # Below this fused relevance (0..1) for the best passage, there is no answer: the model
@@ -292,6 +304,7 @@ class Retrieval(_Strict):
     min_relevance: float = Field(default=0.12, ge=0, le=1)
     history_turns: int = Field(default=4, ge=0, le=50)
     history_tokens: int = Field(default=1500, ge=0, le=100_000)
+    rewrite: QueryRewrite = QueryRewrite()
 
 
 class Embeddings(_Strict):
@@ -478,6 +491,18 @@ class WorkspaceConfig(_Strict):
         for link in self.routing.chain:
             if link not in names:
                 raise ValueError(f"routing.chain names {link!r}, which is not in models")
+        rewriter = self.retrieval.rewrite.model
+        if rewriter is not None:
+            spec = next((m for m in self.models if m.name == rewriter), None)
+            if spec is None:
+                raise ValueError(
+                    f"retrieval.rewrite.model names {rewriter!r}, which is not in models"
+                )
+            if spec.provider == "offline":
+                raise ValueError(
+                    "retrieval.rewrite.model must be a hosted model: the offline model "
+                    "cannot rewrite questions"
+                )
         for link in self.routing.step_down_chain or ():
             if link not in names:
                 raise ValueError(f"routing.step_down_chain names {link!r}, which is not in models")

@@ -23,11 +23,12 @@ from bot.core.embeddings import make_embedder
 from bot.core.generate import ModelRouter, RouterTimings
 from bot.core.identity import DirectoryResolver, IdentityResolver, UnknownPerson
 from bot.core.limits import LocalRateLimiter, RateLimiter, RedisRateLimiter
-from bot.core.models import build_registry
+from bot.core.models import RegisteredModel, build_chat_model, build_registry
 from bot.core.pipeline import Pipeline, PipelineDeps
 from bot.core.prompts import load_prompt
 from bot.core.retrieve import Retriever
 from bot.core.review import ReviewDesk, feedback_handler
+from bot.core.rewrite import QueryRewriter
 from bot.core.types import Asker, ExchangeResult
 from bot.settings import Settings
 from bot.store import repo
@@ -312,6 +313,21 @@ def make_limiter(settings: Settings, config: WorkspaceConfig) -> RateLimiter:
     return LocalRateLimiter(per_minute)
 
 
+def make_rewriter(
+    config: WorkspaceConfig, settings: Settings, registry: dict[str, RegisteredModel]
+) -> QueryRewriter | None:
+    """The optional query rewrite step (``retrieval.rewrite.model``; None when off)."""
+    rewrite = config.retrieval.rewrite
+    if rewrite.model is None:
+        return None
+    link = registry.get(rewrite.model)
+    if link is None:
+        spec = config.model_spec(rewrite.model)
+        assert spec is not None  # the config checks that it names a model
+        link = RegisteredModel(spec, build_chat_model(spec, settings))
+    return QueryRewriter(link, rewrite, workspace=config.name)
+
+
 async def build_runtime(
     settings: Settings,
     *,
@@ -402,6 +418,7 @@ async def build_runtime(
             recorder=runtime.record,
             budgets=budgets,
             step_down_router=cheaper,
+            rewriter=make_rewriter(config, settings, registry),
             reviews=runtime.reviews,
         )
     )

@@ -110,3 +110,26 @@ def test_an_unwritable_out_path_is_a_clear_usage_error(cli: Any, tmp_path: Path)
     blocker.write_text("x")
     result = cli("dataflow", "--out", str(blocker / "dataflow.md"))
     assert result.code == 2 and "cannot write" in result.err and "Traceback" not in result.err
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_query_rewrite_model_is_named_as_an_endpoint_of_questions(
+    workspace: Any, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rewrite = (
+        HOSTED.replace(
+            "  - {name: offline, provider: offline}\n",
+            "  - {name: mini, provider: openai, model: gpt-mini, base_url: https://rw.example.test/v1}\n"
+            "  - {name: offline, provider: offline}\n",
+        )
+        + "retrieval: {rewrite: {model: mini}}\n"
+    )
+    workspace.config.write_text(
+        workspace.config.read_text().replace("limits:", rewrite + "limits:", 1)
+    )
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-do-not-print-me")
+    result = cli("dataflow")
+    assert result.code == 0, result.err
+    endpoints = section(result.out, "Outside endpoints called")
+    line = next(x for x in endpoints.splitlines() if "rw.example.test" in x)
+    assert "each question" in line and "never passages or answers" in line

@@ -140,7 +140,9 @@ def as_text(r: dict[str, Any]) -> str:
         lines.append("  none (answered before any model was asked)")
     for n, a in enumerate(r["attempts"], 1):
         lines.append(
-            f"  {n}. {a.get('model')}: {a.get('outcome')}"
+            f"  {n}. {a.get('model')}"
+            + (" (query rewrite)" if a.get("purpose") == "rewrite" else "")
+            + f": {a.get('outcome')}"
             + (f" ({a.get('error')})" if a.get("error") else "")
             + f"; started {_ms(a.get('started_ms'))}, first token {_ms(a.get('first_token_ms'))},"
             f" ended {_ms(a.get('ended_ms'))}; {a.get('input_tokens', 0):,} in / "

@@ -28,8 +28,9 @@ from bot.core.query import Understood, understand
 from bot.core.redaction import Redactor
 from bot.core.retrieve import Retrieval, Retriever
 from bot.core.review import ReviewDesk
+from bot.core.rewrite import QueryRewriter
 from bot.core.sinks import Sink
-from bot.core.types import Asker, ExchangeResult, Passage, Question, Turn
+from bot.core.types import Asker, Attempt, ExchangeResult, Passage, Question, Turn
 from bot.telemetry import record_exchange as record_metrics
 from bot.telemetry import request_id, tracer
 
@@ -73,6 +74,7 @@ class PipelineDeps:
     budgets: Budgets | None = None
     step_down_router: ModelRouter | None = None  # cheaper chain near a budget's soft limit
     reviews: ReviewDesk | None = None  # human review and verified answers
+    rewriter: QueryRewriter | None = None  # optional hosted query rewrite (retrieval.rewrite)
 
 
 @dataclass
@@ -91,6 +93,7 @@ class Run:
     )
     turns: tuple[Turn, ...] = ()
     asked: Understood = field(default_factory=lambda: Understood(""))
+    rewrite: Attempt | None = None  # the query rewrite's call, when one was made
     found: Retrieval = field(default_factory=Retrieval)
     nearest: list[tuple[str, Passage]] = field(default_factory=list)
     carried: Labels = field(default_factory=Labels)
@@ -466,8 +469,18 @@ class Pipeline:
         # Greetings, mentions and pasted codes removed; a follow-up borrows from the visible
         # turns only, an unrelated next question stands on its own.
         run.asked = understand(run.text, run.turns)
+        query = run.asked.query
+        if self.deps.rewriter is not None:
+            # Search terms from a hosted model, searched beside the words the person used.
+            rewritten = await self.deps.rewriter.rewrite(run.asked, run.turns)
+            run.rewrite = rewritten.attempt
+            if rewritten.terms:
+                # Weighed like borrowed words: below the person's own (the offline model).
+                borrowed = f"{run.asked.borrowed} {rewritten.terms}".strip()
+                run.asked = dataclasses.replace(run.asked, borrowed=borrowed)
+                query = run.asked.query
         run.found = await self.deps.retriever.retrieve(
-            query=run.asked.query,
+            query=query,
             access=run.access,
             audience=run.question.audience,
             k=cfg.retrieval.top_k,
@@ -630,11 +643,13 @@ class Pipeline:
         gen, result = run.gen, run.result
         result.model = gen.model
         result.models_tried = gen.models_tried
-        result.attempts = gen.attempts
-        result.input_tokens = sum(a.input_tokens for a in gen.attempts)
-        result.output_tokens = sum(a.output_tokens for a in gen.attempts)
-        result.tokens_estimated = any(a.tokens_estimated for a in gen.attempts)
-        result.cost_usd = sum(a.cost_usd for a in gen.attempts) + run.found.embedding_cost_usd
+        # The query rewrite's call is recorded and paid for, but it answered nothing.
+        attempts = ([run.rewrite] if run.rewrite is not None else []) + gen.attempts
+        result.attempts = attempts
+        result.input_tokens = sum(a.input_tokens for a in attempts)
+        result.output_tokens = sum(a.output_tokens for a in attempts)
+        result.tokens_estimated = any(a.tokens_estimated for a in attempts)
+        result.cost_usd = sum(a.cost_usd for a in attempts) + run.found.embedding_cost_usd
 
     @staticmethod
     def _outcome(run: Run) -> None:

@@ -163,6 +163,8 @@ class Attempt:
     model: str
     # answered | failed | skipped | timeout | cancelled | incomplete | refused
     outcome: str = "started"
+    # answer (the router's calls) | rewrite (the optional query rewrite before retrieval)
+    purpose: str = "answer"
     started_ms: float = 0.0
     first_token_ms: float | None = None
     ended_ms: float | None = None

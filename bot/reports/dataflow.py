@@ -239,6 +239,17 @@ def describe(config: WorkspaceConfig, settings: Settings) -> DataFlow:
             flow.endpoints.append(
                 (mf.runs, f"prompts of classes {', '.join(mf.accepts)} to model {mf.name}")
             )
+    rewriter = config.retrieval.rewrite.model
+    for mf in flow.models:
+        if mf.name == rewriter:
+            flow.endpoints.append(
+                (
+                    mf.runs,
+                    f"each question (and the earlier questions a follow-up borrows, when their "
+                    f"classes are among {', '.join(mf.accepts)}) to model {mf.name} for search "
+                    "terms, before retrieval; never passages or answers",
+                )
+            )
     emb = config.embeddings
     if emb.provider == "openai":
         accepted = [c for c in DATA_CLASSES if c in emb.accepted_classes]
