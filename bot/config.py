@@ -305,6 +305,10 @@ class Retrieval(_Strict):
     history_turns: int = Field(default=4, ge=0, le=50)
     history_tokens: int = Field(default=1500, ge=0, le=100_000)
     rewrite: QueryRewrite = QueryRewrite()
+    # Groups of words people use for the same thing (query expansion, bot/core/synonyms.py),
+    # added to the built-in workplace vocabulary unless ``builtin_synonyms`` is false.
+    synonyms: tuple[tuple[str, ...], ...] = ()
+    builtin_synonyms: bool = True
 
 
 class Embeddings(_Strict):

@@ -29,6 +29,7 @@ from bot.core.prompts import load_prompt
 from bot.core.retrieve import Retriever
 from bot.core.review import ReviewDesk, feedback_handler
 from bot.core.rewrite import QueryRewriter
+from bot.core.synonyms import synonyms_for
 from bot.core.types import Asker, ExchangeResult
 from bot.settings import Settings
 from bot.store import repo
@@ -419,6 +420,9 @@ async def build_runtime(
             budgets=budgets,
             step_down_router=cheaper,
             rewriter=make_rewriter(config, settings, registry),
+            synonyms=synonyms_for(
+                config.retrieval.synonyms, builtin=config.retrieval.builtin_synonyms
+            ),
             reviews=runtime.reviews,
         )
     )

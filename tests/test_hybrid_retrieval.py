@@ -144,7 +144,8 @@ async def test_openai_embeddings_bill_the_question_and_never_receive_confidentia
         await runner.cleanup()
     sent = [t for r in api.embedding_requests for t in r["body"]["input"]]
     assert any("Pleo" in t for t in sent)  # documents were embedded at index time
-    assert "Where do I submit expenses?" in sent
+    # The question (with its expansion, bot/core/synonyms.py) is embedded to search.
+    assert any(t.startswith("Where do I submit expenses?") for t in sent)
     assert not any("CANARY-HR" in t or "CANARY-FIN" in t for t in sent)
     assert all(r["auth"] == "Bearer sk-stand-in" for r in api.embedding_requests)
     assert result.outcome == "answered"

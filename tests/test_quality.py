@@ -19,7 +19,7 @@ from bot.settings import DEFAULT_CONFIG, Settings
 
 FLOORS = {
     "wording": 0.92,
-    "synonyms": 0.40,
+    "synonyms": 0.64,
     "conversational": 0.90,
     "outdated": 0.83,
     "followup": 0.85,
@@ -47,13 +47,13 @@ def test_facts_are_found_for_each_kind_of_question(measured: dict[str, Scores]) 
     scores = measured["local"]
     for kind, floor in FLOORS.items():
         assert scores.rate(kind) >= floor, (kind, scores.as_dict(), scores.misses)
-    assert scores.overall >= 0.80, scores.misses
+    assert scores.overall >= 0.86, scores.misses
 
 
 def test_retrieval_recall_and_abstention_hold(measured: dict[str, Scores]) -> None:
     scores = measured["local"]
-    assert scores.recallk / scores.with_doc >= 0.90
-    assert scores.abstention_precision >= 0.65, scores.misses
+    assert scores.recallk / scores.with_doc >= 0.95
+    assert scores.abstention_precision >= 0.85, scores.misses
     assert scores.abstention_recall >= 0.50, scores.misses
     assert scores.leaks == 0 and measured["off"].leaks == 0
 

@@ -51,6 +51,7 @@ MIN_SENTENCE_SCORE = 0.32
 # A question word found only in the sentence's heading counts this much: every sentence of a
 # section shares its heading, and the one that says the word itself is the likelier answer.
 HEADING_WEIGHT = 0.6
+RELATED_WEIGHT = 0.5
 
 
 @dataclass(frozen=True)
@@ -142,11 +143,15 @@ class AnswerContext:
     question: str
     passages: tuple[PassageView, ...]
     earlier: str = ""
+    # Words that mean what the question's words mean (query expansion): a sentence using
+    # them earns part of the credit; they never make the question longer to satisfy.
+    related: str = ""
 
     def to_kwargs(self) -> dict[str, Any]:
         return {
             "question": self.question,
             "earlier": self.earlier,
+            "related": self.related,
             "passages": [vars(p) for p in self.passages],
         }
 
@@ -158,6 +163,7 @@ class AnswerContext:
             return cls(
                 question=str(data["question"]),
                 earlier=str(data.get("earlier") or ""),
+                related=str(data.get("related") or ""),
                 passages=tuple(PassageView(**p) for p in data["passages"]),
             )
         except (KeyError, TypeError):
@@ -297,8 +303,15 @@ def answer_from(
         for t in c.terms & q_terms:
             df[t] = df.get(t, 0) + 1
     n = len(candidates)
+    related = _stems(ctx.related) - q_terms if ctx.related else frozenset()
+    for c in candidates:
+        for t in c.terms & related:
+            df[t] = df.get(t, 0) + 1
     idf = {t: weight[t] * math.log(1 + n / (1 + df.get(t, 0))) for t in q_terms}
     total = sum(idf.values())
+    # Related words count for at most what one question word of average weight would.
+    rel_idf = {t: RELATED_WEIGHT * math.log(1 + n / (1 + df.get(t, 0))) for t in related}
+    rel_cap = total / max(1, len(q_terms))
     query = " ".join(x for x in (ctx.earlier, ctx.question) if x)
     meaning = dict(zip(candidates, _semantic(query, [c.text for c in candidates]), strict=True))
 
@@ -306,6 +319,8 @@ def answer_from(
 
     def score(c: _Candidate) -> float:
         hit = sum(idf[t] * (1.0 if t in c.own else HEADING_WEIGHT) for t in c.terms & q_terms)
+        if related:
+            hit += min(rel_cap, sum(rel_idf[t] for t in c.own & related))
         hit /= total
         sem = max(0.0, meaning[c] - SEMANTIC_FLOOR)
         typed = TYPE_BONUS if wanted is not None and wanted.search(c.text) else 0.0

@@ -30,6 +30,7 @@ from bot.core.retrieve import Retrieval, Retriever
 from bot.core.review import ReviewDesk
 from bot.core.rewrite import QueryRewriter
 from bot.core.sinks import Sink
+from bot.core.synonyms import Vocabulary
 from bot.core.types import Asker, Attempt, ExchangeResult, Passage, Question, Turn
 from bot.telemetry import record_exchange as record_metrics
 from bot.telemetry import request_id, tracer
@@ -75,6 +76,7 @@ class PipelineDeps:
     step_down_router: ModelRouter | None = None  # cheaper chain near a budget's soft limit
     reviews: ReviewDesk | None = None  # human review and verified answers
     rewriter: QueryRewriter | None = None  # optional hosted query rewrite (retrieval.rewrite)
+    synonyms: Vocabulary | None = None  # query expansion (built-in and retrieval.synonyms)
 
 
 @dataclass
@@ -153,7 +155,7 @@ def answer_context(asked: Understood, passages: list[Passage]) -> dict[str, obje
         PassageView(i, p.title, p.text, p.section or "", p.updated or "")
         for i, p in enumerate(passages, 1)
     )
-    return AnswerContext(asked.question, views, asked.borrowed).to_kwargs()
+    return AnswerContext(asked.question, views, asked.borrowed, asked.related).to_kwargs()
 
 
 def trim_history(turns: tuple[Turn, ...], max_turns: int, max_tokens: int) -> tuple[Turn, ...]:
@@ -470,6 +472,17 @@ class Pipeline:
         # turns only, an unrelated next question stands on its own.
         run.asked = understand(run.text, run.turns)
         query = run.asked.query
+        if self.deps.synonyms is not None:
+            # The group-mates of the words used ("vacation" -> "paid time off") widen the
+            # search; the offline model gives them part of a question word's credit.
+            exact = self.deps.synonyms.exact.expand(run.asked.question)
+            if exact:  # the workspace's own words: part of the question
+                run.asked = dataclasses.replace(run.asked, question=f"{run.asked.question} {exact}")
+                query = f"{query} {exact}"
+            more = self.deps.synonyms.related.expand(run.asked.question)
+            if more:
+                query = f"{query} {more}"
+                run.asked = dataclasses.replace(run.asked, related=more)
         if self.deps.rewriter is not None:
             # Search terms from a hosted model, searched beside the words the person used.
             rewritten = await self.deps.rewriter.rewrite(run.asked, run.turns)
@@ -478,7 +491,7 @@ class Pipeline:
                 # Weighed like borrowed words: below the person's own (the offline model).
                 borrowed = f"{run.asked.borrowed} {rewritten.terms}".strip()
                 run.asked = dataclasses.replace(run.asked, borrowed=borrowed)
-                query = run.asked.query
+                query = f"{query} {rewritten.terms}"
         run.found = await self.deps.retriever.retrieve(
             query=query,
             access=run.access,

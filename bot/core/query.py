@@ -120,6 +120,7 @@ class Understood:
 
     question: str
     borrowed: str = ""
+    related: str = ""  # words meaning what the question's words mean (query expansion)
 
     @property
     def query(self) -> str:
