@@ -55,16 +55,7 @@ class ChainFields(NamedTuple):
 
     @classmethod
     def of(cls, row: ChainRow) -> ChainFields:
-        return cls(
-            row.id,
-            row.at,
-            row.actor,
-            row.action,
-            row.target,
-            row.subject,
-            row.reason,
-            row.details,
-        )
+        return cls(*(getattr(row, name) for name in cls._fields))
 
 
 def utc_iso(value: datetime) -> str:
