@@ -199,3 +199,16 @@ def test_ask_json_records_a_continued_answer(cli: Any, workspace: Any, monkeypat
     assert [a["outcome"] for a in record["attempts"]] == ["incomplete", "answered"]
     assert "(Continued by secondary after primary stalled.)" in record["answer"]
     assert record["total_ms"] < 1_000 + 3_000
+
+
+async def test_a_hung_successor_hands_a_stalled_answer_to_the_offline_model(two_hosted) -> None:
+    primary, secondary, runtime = two_hosted
+    primary.stall_after, secondary.hang = 5, True
+    result, sink = await ask(runtime)
+    assert result.outcome == "answered" and result.model == "offline"
+    assert result.models_tried == ["primary", "secondary", "offline"]
+    assert [a.outcome for a in result.attempts] == ["incomplete", "timeout", "answered"]
+    assert sink.replaced and "According to the handbook" not in result.answer
+    assert "(Restarted by offline after primary stalled.)" in result.answer
+    # Frozen for the stall timeout (1 s), then at most another for the secondary to start.
+    assert result.total_ms < 1_000 + 1_000 + 1_000

@@ -287,11 +287,16 @@ class ModelRouter:
                 if stalled is not None:
                     verb = "restarted the answer" if self._last_resort(link) else "continued"
                     attempt.notes.append(f"{verb} after {stalled} stalled")
-                racing.append(
-                    _Runner(
-                        self, link, messages, attempt, ctx.deadline, ctx.started, prompt, shrink
-                    )
+                runner = _Runner(
+                    self, link, messages, attempt, ctx.deadline, ctx.started, prompt, shrink
                 )
+                if stalled is not None:
+                    # The person already waited a stall timeout: a model taking over gets no
+                    # longer than that to start, so the answer is never frozen for long.
+                    runner.first_deadline = runner.begun + min(
+                        self.timings.first_token_timeout_s, self.timings.stall_timeout_s
+                    )
+                racing.append(runner)
                 return True
             return False
 
