@@ -3,8 +3,10 @@
 Runs on the event loop; every model call is async streaming. Each link has a first-token
 deadline; the whole answer has a total deadline. A model that fails before showing text is
 replaced by the next link with a short status for the user; one that breaks after text was
-shown is never presented as complete (the exchange is marked incomplete). A model is skipped
-when a passage's data class may not be sent to it. The offline model ends every chain.
+shown is never presented as complete (the exchange is marked incomplete), unless the next
+link takes it over after a stall (continued, or restarted by the offline model) and says so.
+A model is skipped when a passage's data class may not be sent to it, or while its circuit
+breaker is open. The offline model ends every chain and is the last resort, never a hedge.
 """
 
 from __future__ import annotations
@@ -239,6 +241,7 @@ class ModelRouter:
                 assert ctx.replace is not None  # _take_over offers offline only then
                 await ctx.replace()
                 result.text = ""
+                del result.notes[:-1]  # only the restart's own note still applies
 
     def _messages(self, ctx: _Answer, link: RegisteredModel) -> list[BaseMessage]:
         """The question's messages; an offline link also gets the structured context."""
