@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from bot.core.sinks import CollectingSink
 from bot.core.types import Question
@@ -143,8 +144,11 @@ async def test_a_hung_primary_opens_its_breaker_though_it_only_lost_races(two_ho
 async def test_a_stalled_stream_is_continued_by_the_next_model(two_hosted) -> None:
     primary, secondary, runtime = two_hosted
     primary.stall_after = 5
+    labels = {"model": "primary", "outcome": "stalled"}
+    stalls = REGISTRY.get_sample_value("concierge_model_attempts_total", labels) or 0
     result, sink = await ask(runtime)
     partial = "".join(primary.tokens()[:5])
+    assert REGISTRY.get_sample_value("concierge_model_attempts_total", labels) == stalls + 1
     assert result.outcome == "answered" and result.model == "secondary"
     assert result.models_tried == ["primary", "secondary"]
     assert [a.outcome for a in result.attempts] == ["incomplete", "answered"]
