@@ -262,7 +262,12 @@ class ModelSpec(BaseModel):
 class Routing(_Strict):
     chain: tuple[str, ...] = ()
     first_token_timeout_s: float = Field(default=4.0, gt=0)
+    # The longest wait before a comparable model is started beside a silent one; the delay
+    # actually used follows each model's observed first-token p95 (bot/core/hedging.py).
+    # The offline model is never a hedge: it answers when the others fail or time out.
     hedge_after_s: float | None = Field(default=1.5, gt=0)
+    # A stream silent this long after it started is carried on by the next model.
+    stall_timeout_s: float = Field(default=5.0, gt=0)
     total_timeout_s: float = Field(default=60.0, gt=0)
     breaker_failures: int = Field(default=3, ge=1)
     breaker_cooldown_s: float = Field(default=30.0, gt=0)

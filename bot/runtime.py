@@ -21,6 +21,7 @@ from bot.core.breaker import Breaker, LocalBreaker, RedisBreaker
 from bot.core.budgets import Budgets, Ledger, LocalLedger, RedisLedger, SpendUnknown
 from bot.core.embeddings import make_embedder
 from bot.core.generate import ModelRouter, RouterTimings
+from bot.core.hedging import FirstTokenWindow
 from bot.core.identity import DirectoryResolver, IdentityResolver, UnknownPerson
 from bot.core.limits import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from bot.core.models import RegisteredModel, build_chat_model, build_registry
@@ -381,11 +382,15 @@ async def build_runtime(
     timings = RouterTimings(
         first_token_timeout_s=config.routing.first_token_timeout_s,
         hedge_after_s=config.routing.hedge_after_s,
+        stall_timeout_s=config.routing.stall_timeout_s,
         total_timeout_s=config.routing.total_timeout_s,
     )
     breaker = make_breaker(settings, config)
-    router = ModelRouter([registry[name] for name in config.chain], timings, breaker)
-    cheaper = ModelRouter([registry[name] for name in config.step_down_chain], timings, breaker)
+    window = FirstTokenWindow()  # both chains learn the same models' first-token times
+    router = ModelRouter([registry[name] for name in config.chain], timings, breaker, window)
+    cheaper = ModelRouter(
+        [registry[name] for name in config.step_down_chain], timings, breaker, window
+    )
     owner_notice = _OwnerNotice(config.owners)
     budgets = make_budgets(settings, config, store, owner_notice)
     runtime = Runtime(

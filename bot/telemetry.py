@@ -84,6 +84,8 @@ def record_exchange(result: Any) -> None:
         for a in result.attempts:
             if a.outcome == "cancelled":
                 label = "hedge_lost" if a.error == "lost_hedge" else "error"
+            elif a.error == "stalled":  # went silent mid-answer; the next model took over
+                label = "stalled"
             elif a.outcome in ("failed", "timeout") and a.model != result.model:
                 label = "fallback" if result.model else _ATTEMPT_LABEL[a.outcome]
             else:

@@ -197,3 +197,17 @@ def test_offline_quotes_a_table_row_with_its_headers() -> None:
     answer, found = compose_answer(user)
     assert found and "Level: L3; Minimum: 42,000; Maximum: 54,000. [1]" in answer
     assert "|" not in answer
+
+
+def test_the_hedge_delay_is_the_observed_p95_capped_by_the_config() -> None:
+    from bot.core.hedging import FirstTokenWindow
+
+    window = FirstTokenWindow()
+    assert window.hedge_delay("m", 1.5) == 1.5  # no history yet: the configured delay
+    for seconds in [0.2] * 19 + [0.9]:
+        window.add("m", seconds)
+    assert window.hedge_delay("m", 1.5) == 0.2  # one slow answer in 20 is past the p95
+    for _ in range(50):  # only the last 50 attempts count; a hung model: its deadline
+        window.add("m", 4.0)
+    assert window.hedge_delay("m", 1.5) == 1.5  # never beyond the configured delay
+    assert window.hedge_delay("other", 1.5) == 1.5

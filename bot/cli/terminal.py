@@ -36,6 +36,14 @@ class TerminalSink:
         self.wrote = True
         out(text, end="")
 
+    async def replace(self, text: str) -> None:
+        """A terminal cannot take back what it printed: the new answer starts on a new line
+        (the status note on stderr says why)."""
+        if self.wrote:
+            out()
+        if text:
+            await self.write(text)
+
     async def close(self, result: ExchangeResult) -> None:
         if self.wrote:
             out()

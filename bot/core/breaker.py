@@ -1,6 +1,16 @@
 """A circuit breaker per model: after ``failures`` failures in a row, a model is skipped for
 ``cooldown_s`` so that every question stops paying its timeout. Shared by all instances
-through Redis when REDIS_URL is set; otherwise counted in this process (behind a lock)."""
+through Redis when REDIS_URL is set; otherwise counted in this process (behind a lock).
+
+Hand-written on purpose, after looking at pybreaker, aiobreaker and purgatory: they wrap a
+call (``breaker.call(f)`` / ``async with breaker``) and judge it when it returns, while the
+router's outcomes arrive apart from any one call (a raced attempt is judged after its answer
+is over, a streamed one when its stream ends), a provider's Retry-After must hold a model
+open for exactly that long, and the state must fall back to this process while Redis is away
+(bot/core/shared.py). pybreaker's Redis storage is synchronous; aiobreaker is unmaintained
+since 2021; purgatory has neither a hold nor a local fallback. What is left is a counter and
+a key with a time to live.
+"""
 
 from __future__ import annotations
 

@@ -3,25 +3,36 @@
 Runs on the event loop; every model call is async streaming. Each link has a first-token
 deadline; the whole answer has a total deadline. A model that fails before showing text is
 replaced by the next link with a short status for the user; one that breaks after text was
-shown is never presented as complete (the exchange is marked incomplete). A model is skipped
-when a passage's data class may not be sent to it. The offline model ends every chain.
+shown is never presented as complete (the exchange is marked incomplete), unless the next
+link takes it over after a stall (continued, or restarted by the offline model) and says so.
+A model is skipped when a passage's data class may not be sent to it, or while its circuit
+breaker is open. The offline model ends every chain and is the last resort, never a hedge.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from langchain_core.messages import AIMessageChunk, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+)
 
 from bot.core.breaker import Breaker, LocalBreaker
+from bot.core.hedging import FirstTokenWindow
 from bot.core.models import RegisteredModel
 from bot.core.offline import CONTEXT_KEY, estimate_tokens
+from bot.core.prompts import continuation_prompt
 from bot.core.redaction import Redactor
 from bot.core.types import Attempt
 from bot.telemetry import tracer
@@ -39,6 +50,8 @@ class Generation:
     refused: bool = False  # the provider declined to answer (content policy)
     truncated: bool = False  # stopped at the answer length cap
     error: str | None = None
+    # Said with the answer: another model continued or restarted it after a stall.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def models_tried(self) -> list[str]:
@@ -49,11 +62,13 @@ class Generation:
 class RouterTimings:
     first_token_timeout_s: float = 4.0
     hedge_after_s: float | None = None  # start the next link too if none has started by then
-    stall_timeout_s: float = 20.0
+    stall_timeout_s: float = 5.0  # a started stream silent this long is taken over
     total_timeout_s: float = 60.0
 
 
 Status = Callable[[str], Awaitable[None]]
+# Drop the answer text shown so far (the offline model starts the answer over).
+Replace = Callable[[], Awaitable[None]]
 # A smaller prompt for the n-th retry after a context-length error, or None when nothing is left
 # to trim.
 Shrink = Callable[[int], tuple[str, str] | None]
@@ -109,20 +124,61 @@ def retry_after_s(exc: BaseException) -> float | None:
     return None
 
 
+class Stalled(TimeoutError):
+    """A stream that had started went silent for ``stall_timeout_s``."""
+
+
+@dataclass
+class _Answer:
+    """What every attempt of one answer shares."""
+
+    system: str
+    user: str
+    data_classes: set[str]
+    result: Generation
+    status: Status
+    started: float
+    deadline: float
+    shrink: Shrink | None
+    context: Mapping[str, Any] | None
+    replace: Replace | None
+
+
 class ModelRouter:
     def __init__(
         self,
         chain: list[RegisteredModel],
         timings: RouterTimings | None = None,
         breaker: Breaker | None = None,
+        window: FirstTokenWindow | None = None,
     ) -> None:
         self.chain = chain
         self.timings = timings or RouterTimings()
         self.breaker = breaker or LocalBreaker()
+        self.window = window or FirstTokenWindow()
+        # Lost races still running until their first token or deadline (see ``_lose``).
+        self._watchers: set[asyncio.Task[None]] = set()
 
     def last_resort(self) -> ModelRouter:
         """A router with only the last link of the chain (the offline model)."""
-        return ModelRouter(self.chain[-1:], self.timings, self.breaker)
+        return ModelRouter(self.chain[-1:], self.timings, self.breaker, self.window)
+
+    def hedge_delay(self, model: str) -> float | None:
+        """How long ``model`` may show nothing before a comparable model is started too."""
+        cap = self.timings.hedge_after_s
+        return None if cap is None else self.window.hedge_delay(model, cap)
+
+    async def settle(self) -> None:
+        """Wait until every lost race this router left running has been judged (tests and
+        benchmarks: the breaker and the latency window are then up to date)."""
+        while self._watchers:
+            await asyncio.gather(*list(self._watchers), return_exceptions=True)
+
+    @staticmethod
+    def _last_resort(link: RegisteredModel) -> bool:
+        """The offline model: it answers when the others fail or miss their deadlines, and is
+        never a hedge (it would beat every slightly slow model of better quality)."""
+        return link.spec.provider == "offline"
 
     async def stream(
         self,
@@ -136,6 +192,7 @@ class ModelRouter:
         shrink: Shrink | None = None,
         max_chars: int | None = None,
         context: Mapping[str, Any] | None = None,
+        replace: Replace | None = None,
     ) -> AsyncIterator[str]:
         """Yield answer text; ``result`` holds the attempts, usage and outcome.
 
@@ -147,72 +204,155 @@ class ModelRouter:
         for what it produced) and the answer is marked truncated.
 
         Until some model shows its first token, links race: the next link starts when the
-        current ones fail, pass their first-token deadline, or (hedging) have shown nothing
-        after ``hedge_after_s``. The first to produce a token wins; the others are cancelled
-        and their attempts (and cost) recorded. After that the winner streams alone.
+        current ones fail or pass their first-token deadline, or, when it is a model of
+        comparable quality (not the offline one), once the current one has shown nothing for
+        its hedge delay. The first to produce a token wins; the others are cancelled and
+        their attempts (and cost) recorded. After that the winner streams alone.
+
+        A stream silent for ``stall_timeout_s`` after it started is taken over by the next
+        link of the chain: a hosted model continues the text so far; the offline model, which
+        cannot continue, starts over, and ``replace`` tells the sink to drop the text shown
+        (without ``replace`` the answer ends there, marked incomplete).
         """
-        messages: list[BaseMessage] = [SystemMessage(system), HumanMessage(user)]
-        deadline = time.monotonic() + self.timings.total_timeout_s
-        links = iter(self.chain)
+        ctx = _Answer(
+            system=system,
+            user=user,
+            data_classes=data_classes,
+            result=result,
+            status=status,
+            started=started,
+            deadline=time.monotonic() + self.timings.total_timeout_s,
+            shrink=shrink,
+            context=context,
+            replace=replace,
+        )
+        found = await self._race(ctx, self.chain, lambda link: self._messages(ctx, link))
+        while found is not None:
+            winner, piece = found
+            async for shown in self._follow(ctx, winner, piece, max_chars):
+                yield shown
+            if not isinstance(winner.failure, Stalled):
+                return
+            error = result.error
+            found = await self._take_over(ctx, winner)
+            if found is None:
+                result.error = error  # the stall, not the failed take-over, is the story
+            if found is not None and self._last_resort(found[0].link):
+                assert ctx.replace is not None  # _take_over offers offline only then
+                await ctx.replace()
+                result.text = ""
+                del result.notes[:-1]  # only the restart's own note still applies
+
+    def _messages(self, ctx: _Answer, link: RegisteredModel) -> list[BaseMessage]:
+        """The question's messages; an offline link also gets the structured context."""
+        if ctx.context is not None and self._last_resort(link):
+            extra = {CONTEXT_KEY: dict(ctx.context)}
+            return [SystemMessage(ctx.system), HumanMessage(ctx.user, additional_kwargs=extra)]
+        return [SystemMessage(ctx.system), HumanMessage(ctx.user)]
+
+    async def _race(
+        self,
+        ctx: _Answer,
+        links: list[RegisteredModel],
+        compose: Callable[[RegisteredModel], list[BaseMessage]],
+        *,
+        stalled: str | None = None,
+    ) -> tuple[_Runner, str] | None:
+        """Race ``links`` until one shows its first token: that runner and its first piece,
+        or None when none could (``ctx.result`` says why)."""
+        result = ctx.result
+        pending = list(links)
         racing: list[_Runner] = []
         previous: str | None = None
-
         last = self.chain[-1].name if self.chain else None
 
-        async def start_next() -> bool:
-            for link in links:
-                attempt = Attempt(model=link.name, started_ms=_ms(started))
+        async def start_next(hedge: bool) -> bool:
+            while pending:
+                link = pending[0]
+                if hedge and self._last_resort(link):
+                    return False  # never a hedge: only when the others are out
+                pending.pop(0)
+                attempt = Attempt(model=link.name, started_ms=_ms(ctx.started))
                 result.attempts.append(attempt)
-                if not data_classes <= link.spec.accepted_classes:
+                if not ctx.data_classes <= link.spec.accepted_classes:
                     attempt.outcome, attempt.error = "skipped", "data_class"
                     continue
-                if link.name != last and await self.breaker.is_open(link.name):
+                if (
+                    link.name != last
+                    and not self._last_resort(link)
+                    and await self.breaker.is_open(link.name)
+                ):
                     attempt.outcome, attempt.error = "skipped", "circuit_open"
                     continue
-                sent = messages
-                if context is not None and link.spec.provider == "offline":
-                    extra = {CONTEXT_KEY: dict(context)}
-                    sent = [SystemMessage(system), HumanMessage(user, additional_kwargs=extra)]
-                racing.append(_Runner(self, link, sent, attempt, deadline, started, user, shrink))
+                messages = compose(link)
+                prompt = "\n\n".join(str(m.content) for m in messages[1:])
+                shrink = ctx.shrink if stalled is None else None
+                if stalled is not None:
+                    verb = "restarted the answer" if self._last_resort(link) else "continued"
+                    attempt.notes.append(f"{verb} after {stalled} stalled")
+                runner = _Runner(
+                    self, link, messages, attempt, ctx.deadline, ctx.started, prompt, shrink
+                )
+                if stalled is not None:
+                    # The person already waited a stall timeout: a model taking over gets no
+                    # longer than that to start, so the answer is never frozen for long.
+                    runner.first_deadline = runner.begun + min(
+                        self.timings.first_token_timeout_s, self.timings.stall_timeout_s
+                    )
+                racing.append(runner)
                 return True
             return False
 
-        await start_next()
-        winner: _Runner | None = None
-        first_piece = ""
-        while winner is None:
+        await start_next(hedge=False)
+        if stalled is not None and racing:
+            link = racing[-1].link
+            verb = "starting over" if self._last_resort(link) else "continuing"
+            await ctx.status(f"The {stalled} model stalled; {verb} with {link.name}.")
+        while True:
             if not racing:
                 result.error = result.error or "no model could answer"
-                return
+                return None
             now = time.monotonic()
-            hedge = self.timings.hedge_after_s
-            newest = racing[-1]
             wake = min(r.first_deadline for r in racing)
-            if hedge is not None and len(racing) == 1:  # one hedge at a time, to bound cost
-                wake = min(wake, newest.begun + hedge)
-            item = await _first_of(racing, max(0.0, min(wake, deadline) - now))
+            hedge_at: float | None = None
+            delay = self.hedge_delay(racing[0].link.name)
+            # One hedge at a time, to bound cost; and only with a model of comparable quality.
+            if (
+                delay is not None
+                and len(racing) == 1
+                and pending
+                and not self._last_resort(pending[0])
+            ):
+                hedge_at = racing[0].begun + delay
+                wake = min(wake, hedge_at)
+            item = await _first_of(racing, max(0.0, min(wake, ctx.deadline) - now))
             if item is None:  # a deadline or the hedge delay passed
                 now = time.monotonic()
-                for r in [r for r in racing if now >= r.first_deadline or now >= deadline]:
+                for r in [r for r in racing if now >= r.first_deadline or now >= ctx.deadline]:
                     await r.stop("timeout", "timeout")
                     await self.breaker.record(r.link.name, False)
+                    self.window.add(r.link.name, self.timings.first_token_timeout_s)
                     racing.remove(r)
                     previous = r.link.name
                     result.error = f"{r.link.name}: timeout"
-                hedge_due = (
-                    hedge is not None and len(racing) == 1 and now >= racing[0].begun + hedge
-                )
-                if (not racing or hedge_due) and await start_next():
+                hedge_due = hedge_at is not None and len(racing) == 1 and now >= hedge_at
+                if not racing and await start_next(hedge=False):
                     lead = previous or racing[0].link.name
-                    verb = "is unavailable" if previous and len(racing) == 1 else "is slow"
-                    await status(f"The {lead} model {verb}; answering with {racing[-1].link.name}.")
+                    await ctx.status(
+                        f"The {lead} model is unavailable; answering with {racing[-1].link.name}."
+                    )
+                elif hedge_due and await start_next(hedge=True):
+                    await ctx.status(
+                        f"The {racing[0].link.name} model is slow; "
+                        f"answering with {racing[-1].link.name}."
+                    )
                 continue
             runner, kind, payload = item
             if kind == "chunk":
-                winner, first_piece = runner, str(payload)
+                self.window.add(runner.link.name, time.monotonic() - runner.begun)
                 for other in [r for r in racing if r is not runner]:
-                    await other.stop("cancelled", "lost_hedge")
-                break
+                    self._lose(other, result)
+                return runner, str(payload)
             racing.remove(runner)
             if kind == "error" and classify(payload) == "content_refusal":  # type: ignore[arg-type]
                 # A policy decision, not an outage: report it rather than shop for a model
@@ -223,7 +363,7 @@ class ModelRouter:
                 result.refused = True
                 result.model = runner.link.name
                 result.error = f"{runner.link.name}: content_refusal"
-                return
+                return None
             await self.breaker.record(runner.link.name, False)
             if runner.hold_s:
                 await self.breaker.hold(runner.link.name, runner.hold_s)
@@ -231,21 +371,60 @@ class ModelRouter:
                 await runner.stop("failed", "empty")
             else:
                 exc = payload if isinstance(payload, BaseException) else RuntimeError(payload)
+                if isinstance(exc, TimeoutError):
+                    self.window.add(runner.link.name, self.timings.first_token_timeout_s)
                 await runner.stop(
                     "timeout" if isinstance(exc, TimeoutError) else "failed", classify(exc)
                 )
             previous = runner.link.name
             result.error = f"{runner.link.name}: {runner.attempt.error}"
-            if not racing and await start_next():
-                await status(
+            if not racing and await start_next(hedge=False):
+                await ctx.status(
                     f"The {previous} model is unavailable; answering with {racing[-1].link.name}."
                 )
-        attempt = winner.attempt
-        if max_chars is not None:
-            first_piece = first_piece[:max_chars]
-        result.text += first_piece
-        yield first_piece
+
+    def _lose(self, runner: _Runner, result: Generation) -> None:
+        """``runner`` lost the race. Its attempt is recorded now, cancelled and billed; the
+        call itself runs on (in the background, output unused) until its first token or its
+        first-token deadline, so that a hung model still counts against its breaker and a
+        slow one's first-token latency is still observed."""
+        recorded = runner.settle("cancelled", "lost_hedge")
+        result.attempts[:] = [recorded if a is runner.attempt else a for a in result.attempts]
+        task = asyncio.create_task(self._judge(runner))
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
+
+    async def _judge(self, runner: _Runner) -> None:
+        name = runner.link.name
+        try:
+            wait = max(0.0, runner.first_deadline - time.monotonic())
+            try:
+                kind, _ = await asyncio.wait_for(runner.next(), wait)
+            except TimeoutError:
+                kind = "timeout"
+            if kind == "chunk":
+                self.window.add(name, time.monotonic() - runner.begun)
+                await self.breaker.record(name, True)
+            else:
+                self.window.add(name, self.timings.first_token_timeout_s)
+                await self.breaker.record(name, False)
+                if runner.hold_s:
+                    await self.breaker.hold(name, runner.hold_s)
+        finally:
+            await runner.cancel()
+
+    async def _follow(
+        self, ctx: _Answer, winner: _Runner, first_piece: str, max_chars: int | None
+    ) -> AsyncIterator[str]:
+        """Stream the winner to its end. ``winner.failure`` is set when it broke off."""
+        result, attempt = ctx.result, winner.attempt
+        piece = first_piece
         while True:
+            if max_chars is not None:
+                piece = piece[: max(0, max_chars - len(result.text))]
+            if piece:
+                result.text += piece
+                yield piece
             if max_chars is not None and len(result.text) >= max_chars:
                 await winner.stop("incomplete", "answer_too_long")
                 result.truncated = True
@@ -255,16 +434,12 @@ class ModelRouter:
             kind, payload = await winner.next()
             if kind == "chunk":
                 piece = str(payload)
-                if max_chars is not None:
-                    piece = piece[: max(0, max_chars - len(result.text))]
-                result.text += piece
-                yield piece
                 continue
             if kind == "end":
                 await self.breaker.record(winner.link.name, True)
                 attempt.outcome = "answered"
-                attempt.ended_ms = _ms(started)
-                self._estimate_usage(winner.link, attempt, user, winner.shown)
+                attempt.ended_ms = _ms(ctx.started)
+                self._estimate_usage(winner.link, attempt, winner.prompt, winner.shown)
                 result.no_answer = attempt.no_answer
                 result.model = winner.link.name
                 result.complete = True
@@ -272,7 +447,8 @@ class ModelRouter:
                 return
             # Text was shown: never present a broken stream as a complete answer.
             exc = payload if isinstance(payload, BaseException) else RuntimeError(payload)
-            error = classify(exc)
+            winner.failure = exc
+            error = "stalled" if isinstance(exc, Stalled) else classify(exc)
             await winner.stop("incomplete", error)
             if error == "content_refusal":
                 result.refused = True
@@ -281,6 +457,39 @@ class ModelRouter:
             result.model = winner.link.name
             result.error = f"{winner.link.name}: {attempt.error} after partial output"
             return
+
+    async def _take_over(self, ctx: _Answer, stalled: _Runner) -> tuple[_Runner, str] | None:
+        """The links after the stalled one race to carry the answer on: a hosted model is
+        given the text so far and asked to continue it; the offline model (offered only when
+        the sink can replace the text) answers from the start."""
+        index = next(i for i, link in enumerate(self.chain) if link.name == stalled.link.name)
+        links = [
+            link
+            for link in self.chain[index + 1 :]
+            if ctx.replace is not None or not self._last_resort(link)
+        ]
+        if not links or time.monotonic() >= ctx.deadline:
+            return None
+        partial = ctx.result.text
+        instruction = continuation_prompt()
+
+        def compose(link: RegisteredModel) -> list[BaseMessage]:
+            if self._last_resort(link):
+                return self._messages(ctx, link)
+            return [
+                SystemMessage(ctx.system),
+                HumanMessage(ctx.user),
+                AIMessage(partial),
+                HumanMessage(instruction),
+            ]
+
+        found = await self._race(ctx, links, compose, stalled=stalled.link.name)
+        if found is not None:
+            verb = "Restarted by" if self._last_resort(found[0].link) else "Continued by"
+            ctx.result.notes.append(
+                f"{verb} {found[0].link.name} after {stalled.link.name} stalled."
+            )
+        return found
 
     async def _attempt(
         self,
@@ -292,16 +501,27 @@ class ModelRouter:
     ) -> AsyncIterator[str]:
         stream = link.chat.astream(messages).__aiter__()
         first = True
+        last_text = time.monotonic()  # chunks without text are no sign of life
         try:
             while True:
-                remaining = deadline - time.monotonic()
+                now = time.monotonic()
+                remaining = deadline - now
                 if remaining <= 0:
                     raise TimeoutError("total deadline")
-                wait = self.timings.first_token_timeout_s if first else self.timings.stall_timeout_s
+                if first:
+                    wait = self.timings.first_token_timeout_s
+                else:
+                    wait = last_text + self.timings.stall_timeout_s - now
                 try:
-                    chunk = await asyncio.wait_for(stream.__anext__(), min(wait, remaining))
+                    chunk = await asyncio.wait_for(
+                        stream.__anext__(), max(0.0, min(wait, remaining))
+                    )
                 except StopAsyncIteration:
                     return
+                except TimeoutError:
+                    if not first and wait <= remaining:
+                        raise Stalled(f"silent for {self.timings.stall_timeout_s:g}s") from None
+                    raise
                 if not isinstance(chunk, AIMessageChunk):
                     continue
                 self._take_usage(link, attempt, chunk)
@@ -310,6 +530,7 @@ class ModelRouter:
                     if first:
                         attempt.first_token_ms = _ms(started)
                         first = False
+                    last_text = time.monotonic()
                     yield text
                 meta = chunk.response_metadata or {}
                 if (
@@ -380,6 +601,7 @@ class _Runner:
         self.begun = time.monotonic()
         self.first_deadline = self.begun + router.timings.first_token_timeout_s
         self.shown = ""
+        self.failure: BaseException | None = None  # why the stream broke off after text
         self.queue: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
         self.peeked: tuple[str, object] | None = None
         messages = self._for_link(messages)
@@ -470,16 +692,25 @@ class _Runner:
 
     async def stop(self, outcome: str, error: str | None) -> None:
         """End this attempt (cancelled, timed out or failed) and bill what it used."""
+        await self.cancel()
+        self.settle(outcome, error)
+
+    async def cancel(self) -> None:
         if not self.task.done():
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self.task
+
+    def settle(self, outcome: str, error: str | None) -> Attempt:
+        """Record this attempt's outcome and bill it; a copy of the record, for a call that
+        runs on after its attempt was recorded (a lost race being judged)."""
         self.attempt.outcome = outcome
         self.attempt.error = error
         self.attempt.ended_ms = self.attempt.ended_ms or _ms_since(self.begun, self.attempt)
-        if outcome == "failed" and not self.shown:
-            return  # a rejected request (4xx/5xx, refused connection) is not billed
-        self.router._estimate_usage(self.link, self.attempt, self.prompt, self.shown)
+        if not (outcome == "failed" and not self.shown):
+            # (a rejected request, 4xx/5xx or a refused connection, is not billed)
+            self.router._estimate_usage(self.link, self.attempt, self.prompt, self.shown)
+        return dataclasses.replace(self.attempt, notes=list(self.attempt.notes))
 
 
 async def _first_of(runners: list[_Runner], wait_s: float) -> tuple[_Runner, str, object] | None:

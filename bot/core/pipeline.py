@@ -571,6 +571,13 @@ class Pipeline:
                 buffered.append(piece)
 
         run.out = out
+
+        async def replace() -> None:  # another model starts the answer over
+            if buffered is None:
+                await run.sink.replace("")
+            else:
+                buffered.clear()
+
         router = self.deps.router
         if run.step_down and self.deps.step_down_router is not None:
             router = self.deps.step_down_router
@@ -590,6 +597,7 @@ class Pipeline:
             shrink=run.shrink,
             max_chars=self.deps.config.limits.max_answer_chars,
             context=answer_context(run.asked, run.found.passages),
+            replace=replace,
         ):
             await out(piece)
         return True
@@ -611,6 +619,7 @@ class Pipeline:
             )
         elif not gen.complete and gen.text:
             notes.append("\n\n(The answer was cut off: the model stopped before finishing.)")
+        notes.extend(f"\n\n({note})" for note in gen.notes)
         if result.notices:
             notes.append(
                 "\n\n(Note: " + "; ".join(result.notices) + ", so this answer may be incomplete.)"

@@ -110,3 +110,22 @@ def load_prompt(name: str, version: str | None = None, root: Path = PROMPTS_DIR)
         raise ConfigError(f"prompt file {path} must define {', '.join(REQUIRED)}")
     fields = PromptTemplate.__dataclass_fields__
     return PromptTemplate(**{k: str(v) for k, v in data.items() if k in fields})
+
+
+@lru_cache(maxsize=4)
+def continuation_prompt(version: str | None = None, root: Path = PROMPTS_DIR) -> str:
+    """The instruction that asks a model to continue a partial answer
+    (``prompts/continue/v<N>.yaml``), sent after the answer prompt and the partial text."""
+    folder = root / "continue"
+    files = sorted(folder.glob("v*.yaml"), key=_version_key)
+    if version is not None:
+        files = [f for f in files if f.stem == f"v{version}"]
+    if not files:
+        raise ConfigError(f"prompt 'continue' version {version or 'latest'} not found in {folder}")
+    try:
+        data = yaml.safe_load(files[-1].read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"prompt file {files[-1]} cannot be read: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("instruction"), str):
+        raise ConfigError(f"prompt file {files[-1]} must define instruction")
+    return data["instruction"].strip()

@@ -12,7 +12,11 @@ class Sink(Protocol):
         """A short progress note ("the primary model is slow; answering with …")."""
 
     async def write(self, text: str) -> None:
-        """The next piece of the answer, in order; never rewritten."""
+        """The next piece of the answer, in order."""
+
+    async def replace(self, text: str) -> None:
+        """Drop the answer text written so far and show ``text`` instead (another model
+        starts the answer over after one stalled); later writes follow it."""
 
     async def close(self, result: ExchangeResult) -> None:
         """The answer is over (whatever its outcome); ``result`` is what gets recorded."""
@@ -25,6 +29,7 @@ class CollectingSink:
         self.statuses: list[str] = []
         self.pieces: list[str] = []
         self.result: ExchangeResult | None = None
+        self.replaced: list[str] = []  # the texts dropped by ``replace``
 
     @property
     def text(self) -> str:
@@ -35,6 +40,10 @@ class CollectingSink:
 
     async def write(self, text: str) -> None:
         self.pieces.append(text)
+
+    async def replace(self, text: str) -> None:
+        self.replaced.append(self.text)
+        self.pieces = [text] if text else []
 
     async def close(self, result: ExchangeResult) -> None:
         self.result = result

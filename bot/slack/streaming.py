@@ -104,6 +104,7 @@ class SlackStreamer:
         self._wake = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
+        self._writing = asyncio.Lock()  # a flush and a replace never interleave
         self.statuses: list[str] = []
         self.delivery: Delivery = "delivered"
 
@@ -116,6 +117,20 @@ class SlackStreamer:
         if self._task is None:
             self._task = asyncio.create_task(self._run())
         self._wake.set()
+
+    async def replace(self, text: str) -> None:
+        """Show ``text`` instead of this message's text so far. A native stream only appends,
+        so it is stopped and the same message rewritten with chat.update from then on; text
+        already rolled into earlier messages (past one message's limit) stays."""
+        async with self._writing:
+            if self.native and self.ts is not None:
+                await self._close_stream()
+                self.ts = self.finished_messages.pop() if self.finished_messages else None
+            self.native = False
+            self.text = self.text[: self.base] + defang_links(text)
+            # -1 differs from any length: the next flush rewrites the message shown.
+            self.sent = -1 if self.ts is not None else 0
+        await self.write("")
 
     async def close(self, result: ExchangeResult) -> None:
         """The last write, whatever happened before; never raises. ``result.delivery`` says
@@ -174,7 +189,8 @@ class SlackStreamer:
                     return
             first = False
             try:
-                await self._flush(final=False)
+                async with self._writing:
+                    await self._flush(final=False)
             except Exception as exc:  # never ends the writer: the final write retries it all
                 log.warning("a streamed write failed (%s); the next one retries", slack_error(exc))
 

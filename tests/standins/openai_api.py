@@ -1,6 +1,7 @@
 """A local OpenAI-compatible chat completions server (real HTTP, port 0, server-sent events),
-with injectable faults: a first-token delay, a per-token delay, an HTTP status, a hang, and a
-connection dropped after K tokens. Usage is reported in the final chunk when asked for."""
+with injectable faults: a first-token delay, a per-token delay, an HTTP status, a hang, a
+connection dropped after K tokens, and a stream that goes silent (open) after K tokens. Usage
+is reported in the final chunk when asked for."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ class OpenAIStandIn:
     retry_after: float | None = None
     hang: bool = False
     drop_after: int | None = None
+    stall_after: int | None = None  # send K tokens, then nothing (the connection stays open)
+    stall_times: int | None = None  # the stall applies to the first N requests only
     prompt_tokens: int = 321
     fail_times: int | None = None  # the status applies to the first N requests only
     max_prompt_chars: int | None = None  # longer prompts get a context-length error
@@ -113,6 +116,7 @@ class OpenAIStandIn:
             await resp.write(f"data: {json.dumps(payload)}\n\n".encode())
 
         tokens = self.tokens()
+        stalls = self.stall_times is None or len(self.requests) <= self.stall_times
         if self.refuse:
             await send(
                 {
@@ -129,6 +133,8 @@ class OpenAIStandIn:
             if self.drop_after is not None and i >= self.drop_after:
                 request.transport.close()  # type: ignore[union-attr]
                 return
+            if self.stall_after is not None and stalls and i >= self.stall_after:
+                await asyncio.sleep(3600)
             if i:
                 await asyncio.sleep(self.token_s)
             await send(
