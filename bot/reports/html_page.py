@@ -24,6 +24,7 @@ from bot.reports.wording import (
 
 FONT = "font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif"
 INK, MUTED, LINE, PAPER = "#202124", "#5f6368", "#dadce0", "#f8f9fa"
+GAP_MARK = "#b06000"  # the content-gap list's topics (not a chart colour)
 S = {
     "body": f"margin:0;padding:0;background:{PAPER};{FONT};color:{INK};",
     "main": "max-width:760px;margin:0 auto;padding:24px 16px;",
@@ -41,7 +42,7 @@ S = {
     "num": f"border-bottom:1px solid {LINE};padding:6px 8px;text-align:right;",
     "kpi": f"border:1px solid {LINE};border-radius:6px;padding:10px 12px;width:25%;",
     "kpi_value": "font-size:22px;line-height:28px;font-weight:bold;",
-    "gap": f"border-left:4px solid {chart.SERIES[1].color};padding:4px 0 4px 12px;"
+    "gap": f"border-left:4px solid {GAP_MARK};padding:4px 0 4px 12px;"
     "margin:0 0 16px 0;",
     "quote": "font-size:14px;line-height:21px;margin:0 0 4px 0;",
     "badge": "display:inline-block;background:#fef7e0;color:#b06000;border-radius:10px;"
