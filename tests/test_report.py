@@ -319,6 +319,7 @@ def test_the_content_gap_list_groups_unanswered_questions_by_topic_for_its_reade
     vpn, parking = gaps.split("### ")[1:3]
     assert vpn.startswith("vpn password reset — 3 questions from 3 people")
     assert "“How do I reset my VPN password?”" in vpn and "exchange g2" in vpn
+    assert "“VPN password reset \\<b\\>fails\\</b\\>”" in vpn  # Markdown shows it as text
     assert "Nearest documents: Remote access (handbook: vpn.md)\n" in vpn
     assert parking.startswith(
         "office parking — 2 questions from 2 people (1 no answer, 1 voted down)"
@@ -334,6 +335,12 @@ def test_the_content_gap_list_groups_unanswered_questions_by_topic_for_its_reade
         row["exchange_id"]: row for row in csv.DictReader((tmp_path / "o" / "report.csv").open())
     }
     assert "Salary" not in rows["g6"]["question"] and rows["g1"]["question"].startswith("How")
+    assert [rows[g]["topic"] for g in ("g1", "g5", "g6", "g7")] == [
+        "vpn password reset",
+        "office parking",
+        "",
+        "",
+    ]
     # Written for someone in HR, the question is there, in a topic of its own.
     r = cli("report", "--for", "hana@canary.test", "--out", str(tmp_path / "h"))
     hana = (tmp_path / "h" / "report.md").read_text()

@@ -46,7 +46,9 @@ def chromium() -> str:
     return path
 
 
-def browse(chromium: str, page: Path, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def browse(
+    chromium: str, page: Path, profile: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
     """One run of a fresh headless Chromium on a file, with nothing reaching the network."""
     return subprocess.run(
         [chromium, *FLAGS, f"--user-data-dir={profile}", *args, page.as_uri()],

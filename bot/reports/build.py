@@ -64,11 +64,13 @@ async def build(
 
     def load() -> Report:
         with runtime.store.session() as s:
-            return metrics.load(s, days=days, now=now, may_read=audience.may_read)
+            report = metrics.load(s, days=days, now=now, may_read=audience.may_read)
+        report.gaps = gaps.group([r for r in report.unanswered if r.shown])
+        return report
 
+    # Reading and grouping take a while over a long period: off the event loop.
     report = await asyncio.to_thread(load)
     report.readers = audience.emails
-    report.gaps = gaps.group([r for r in report.unanswered if r.shown])
 
     async def search(query: str) -> list[gaps.NearestDoc]:
         return await nearest_documents(runtime, audience, query)

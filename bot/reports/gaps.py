@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from bot.core.query import clean_question, content_words
 from bot.reports.metrics import Row
 
+LISTED = 25  # topics listed with examples and nearest documents; the rest are summed up
 SIMILAR = 1 / 3  # Jaccard overlap of two questions' word sets that puts them in one topic
 EXAMPLES = 3
 NEAREST = 3
@@ -122,10 +123,16 @@ def group(rows: Sequence[Row]) -> list[Gap]:
             i = parent[i]
         return i
 
-    for i in range(len(ordered)):
-        for j in range(i):
-            if _jaccard(sets[i], sets[j]) >= SIMILAR:
+    # Only questions that share a word can be similar: compare those (an inverted index),
+    # not every pair.
+    seen: dict[str, list[int]] = {}
+    for i, mine in enumerate(sets):
+        candidates = {j for w in mine for j in seen.get(w, ())}
+        for j in sorted(candidates):
+            if _jaccard(mine, sets[j]) >= SIMILAR:
                 parent[root(i)] = root(j)
+        for w in mine:
+            seen.setdefault(w, []).append(i)
     members: dict[int, list[int]] = {}
     for i in range(len(ordered)):
         # Questions without a content word ("hi", "?") make one group of their own.
@@ -154,6 +161,6 @@ Search = Callable[[str], Awaitable[list[NearestDoc]]]
 async def attach_nearest(gaps: list[Gap], search: Search) -> None:
     """Fill each topic's nearest documents with ``search`` (which must return only documents
     every reader of the report may read)."""
-    for gap in gaps:
+    for gap in gaps[:LISTED]:
         if gap.words:
             gap.nearest = (await search(" ".join(gap.words)))[:NEAREST]

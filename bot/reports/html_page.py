@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from html import escape
 
 from bot.reports import chart
-from bot.reports.gaps import Gap
+from bot.reports.gaps import LISTED, Gap
 from bot.reports.metrics import Report, plural
 from bot.reports.wording import (
     NO_DOCUMENT,
@@ -17,6 +17,7 @@ from bot.reports.wording import (
     gap_counts,
     gap_summary,
     hidden_note,
+    more_topics_note,
     ms,
     pct,
     question_text,
@@ -42,8 +43,7 @@ S = {
     "num": f"border-bottom:1px solid {LINE};padding:6px 8px;text-align:right;",
     "kpi": f"border:1px solid {LINE};border-radius:6px;padding:10px 12px;width:25%;",
     "kpi_value": "font-size:22px;line-height:28px;font-weight:bold;",
-    "gap": f"border-left:4px solid {GAP_MARK};padding:4px 0 4px 12px;"
-    "margin:0 0 16px 0;",
+    "gap": f"border-left:4px solid {GAP_MARK};padding:4px 0 4px 12px;margin:0 0 16px 0;",
     "quote": "font-size:14px;line-height:21px;margin:0 0 4px 0;",
     "badge": "display:inline-block;background:#fef7e0;color:#b06000;border-radius:10px;"
     "padding:0 8px;font-size:12px;font-weight:bold;",
@@ -156,9 +156,11 @@ def _gap(gap: Gap) -> str:
 
 
 def _gaps(report: Report) -> str:
-    body = _tag("p", _e(gap_summary(report)), "p") + "".join(_gap(g) for g in report.gaps)
-    if note := hidden_note(report):
-        body += _tag("p", _e(note), "muted")
+    body = _tag("p", _e(gap_summary(report)), "p")
+    body += "".join(_gap(g) for g in report.gaps[:LISTED])
+    for note in (more_topics_note(report), hidden_note(report)):
+        if note:
+            body += _tag("p", _e(note), "muted")
     return _tag(
         "section",
         _tag("h2", "Questions Concierge could not answer", "h2") + body,

@@ -88,10 +88,10 @@ def plural(n: int, word: str) -> str:
     """``1 day``, ``7 days``; ``1 person``, ``2 people``."""
     if n == 1:
         return f"{n} {word}"
-    return f"{n} {IRREGULAR.get(word, word + 's')}"
+    return f"{n} {IRREGULAR.get(word, word + 's')}"  # "more question" -> "more questions"
 
 
-IRREGULAR = {"person": "people", "more question": "more questions"}
+IRREGULAR = {"person": "people"}
 
 
 def period_start(end: datetime, days: int) -> datetime:

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from pathlib import Path
 
 from bot.reports import chart, html_page
+from bot.reports.gaps import LISTED
 from bot.reports.metrics import Report
 from bot.reports.wording import (
     HIDDEN,
@@ -19,10 +21,20 @@ from bot.reports.wording import (
     gap_heading,
     gap_summary,
     hidden_note,
+    more_topics_note,
     ms,
     pct,
     question_text,
 )
+
+# Characters that make Markdown markup: a question, a reason or a document title is shown
+# as the text it is, never as a link, an image (which a viewer would fetch) or HTML.
+MD_ACTIVE = re.compile(r"([\\`*_\[\]<>~!|])")
+
+
+def md(text: str) -> str:
+    return MD_ACTIVE.sub(r"\\\1", text)
+
 
 CSV_COLUMNS = (
     "exchange_id",
@@ -41,20 +53,24 @@ CSV_COLUMNS = (
     "ttft_ms",
     "total_ms",
     "question",
+    "topic",
 )
 
 
 def gap_lines(report: Report) -> list[str]:
     """The content-gap list as Markdown lines."""
     lines = [gap_summary(report), ""]
-    for gap in report.gaps:
-        lines += [f"### {gap_heading(gap)}", ""]
+    for gap in report.gaps[:LISTED]:
+        lines += [f"### {md(gap_heading(gap))}", ""]
         for r in gap.examples:
-            lines.append(f"- “{question_text(r)}” ({r.at:%Y-%m-%d}, {r.where}, exchange {r.id})")
-        near = "; ".join(f"{d.title} ({d.source}: {d.uri})" for d in gap.nearest)
+            lines.append(
+                f"- “{md(question_text(r))}” ({r.at:%Y-%m-%d}, {md(r.where)}, exchange {r.id})"
+            )
+        near = "; ".join(md(f"{d.title} ({d.source}: {d.uri})") for d in gap.nearest)
         lines += ["", f"Nearest documents: {near or NO_DOCUMENT}", ""]
-    if note := hidden_note(report):
-        lines += [note, ""]
+    for note in (more_topics_note(report), hidden_note(report)):
+        if note:
+            lines += [note, ""]
     return lines
 
 
@@ -89,8 +105,8 @@ def markdown(report: Report) -> str:
     for r in worst:
         reasons = ("; ".join(r.reasons) or "no reason given") if r.shown else "reason hidden"
         lines.append(
-            f"- {r.down} down / {r.up} up — “{question_text(r, 120)}” ({r.where}, "
-            f"exchange {r.id}): {reasons}"
+            f"- {r.down} down / {r.up} up — “{md(question_text(r, 120))}” ({md(r.where)}, "
+            f"exchange {r.id}): {md(reasons)}"
         )
     lines += [
         "",
@@ -134,6 +150,7 @@ def csv_text(report: Report) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(CSV_COLUMNS)
+    topic = {r.id: g.topic for g in report.gaps for r in g.rows}
     for r in report.rows:
         writer.writerow(
             [
@@ -153,6 +170,7 @@ def csv_text(report: Report) -> str:
                 "" if r.ttft_ms is None else f"{r.ttft_ms:.1f}",
                 f"{r.total_ms:.1f}",
                 (r.question or "") if r.shown else HIDDEN,
+                topic.get(r.id, ""),
             ]
         )
     return buf.getvalue()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.reports.gaps import Gap
+from bot.reports.gaps import LISTED, Gap
 from bot.reports.metrics import Report, Row, plural
 
 
@@ -54,6 +54,18 @@ def gap_counts(gap: Gap) -> str:
 
 def gap_heading(gap: Gap) -> str:
     return f"{gap.topic} — {gap_counts(gap)}"
+
+
+def more_topics_note(report: Report, listed: int = LISTED) -> str | None:
+    """The topics past the ones listed, summed up (report.csv names every question's topic)."""
+    rest = report.gaps[listed:]
+    if not rest:
+        return None
+    n = sum(g.count for g in rest)
+    return (
+        f"{plural(len(rest), 'more topic')} with {plural(n, 'question')} "
+        f"(at most {max(g.count for g in rest)} each): see the topic column of report.csv."
+    )
 
 
 def hidden_note(report: Report) -> str | None:
