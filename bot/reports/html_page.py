@@ -1,7 +1,8 @@
 """The owners' report as one self-contained HTML page that reads well in a browser and in an
 e-mail: inline styles only (mail clients drop stylesheets), no external resource, no script,
 the chart as inline SVG with its legend plus the same numbers as a table (mail clients that
-drop SVG still show the table). Every piece of text is escaped. A pure function of a Report."""
+drop SVG still show the table), plain div and table elements (old mail clients ignore the
+styles of newer elements). Every piece of text is escaped. A pure function of a Report."""
 
 from __future__ import annotations
 
@@ -110,7 +111,7 @@ def _chart(report: Report) -> str:
         numeric={1, 2, 3, 4},
     )
     return _tag(
-        "section",
+        "div",
         _tag("h2", _e(chart.TITLE), "h2")
         + f'<div style="overflow-x:auto;margin:0 0 12px 0;">{chart.svg(report)}</div>'
         + _tag("p", "The same numbers per day:", "muted")
@@ -162,7 +163,7 @@ def _gaps(report: Report) -> str:
         if note:
             body += _tag("p", _e(note), "muted")
     return _tag(
-        "section",
+        "div",
         _tag("h2", "Questions Concierge could not answer", "h2") + body,
         "card",
         id="content-gaps",
@@ -185,7 +186,7 @@ def _worst(report: Report) -> str:
         if rows
         else _tag("p", "No answer was voted down in this period.", "p")
     )
-    return _tag("section", _tag("h2", "Worst-rated answers", "h2") + body, "card", id="worst")
+    return _tag("div", _tag("h2", "Worst-rated answers", "h2") + body, "card", id="worst")
 
 
 def _details(report: Report) -> str:
@@ -218,7 +219,7 @@ def _details(report: Report) -> str:
     )
     fallback = pct(report.fallback_rate)
     return _tag(
-        "section",
+        "div",
         _tag("h2", "By source", "h2")
         + sources
         + _tag("h2", "By model", "h2").replace("margin:0 0", "margin:16px 0")
@@ -242,7 +243,7 @@ def _details(report: Report) -> str:
 def page(report: Report) -> str:
     title = f"Concierge report: {report.period}"
     header = _tag(
-        "header",
+        "div",
         _tag("h1", "Concierge report", "h1")
         + _tag("p", _e(report.period), "muted")
         + _tag("p", _e(audience_line(report)), "muted"),
@@ -252,13 +253,13 @@ def page(report: Report) -> str:
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{_e(title)}</title></head>"
-        f'<body style="{S["body"]}"><main style="{S["main"]}">'
+        f'<body style="{S["body"]}"><div style="{S["main"]}">'
         + header
-        + _tag("section", _kpis(report), "card", id="summary")
+        + _tag("div", _kpis(report), "card", id="summary")
         + _chart(report)
         + _gaps(report)
         + _worst(report)
         + _details(report)
         + _tag("p", "Files beside this page: report.csv (every exchange), chart.png.", "muted")
-        + "</main></body></html>\n"
+        + "</div></body></html>\n"
     )
