@@ -112,13 +112,13 @@ def report(settings: Settings, args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from bot.reports import build, render
-    from bot.reports.metrics import plural
+    from bot.reports.metrics import Report, plural
     from bot.runtime import build_runtime
 
     if not 1 <= args.days <= 3660:
         raise UsageError("--days is between 1 and 3660")
 
-    async def make() -> build.Report:
+    async def make() -> Report:
         runtime = await build_runtime(settings, prepare=False)
         try:
             # Written for the owners (or the people named): text only they may all read.

@@ -28,6 +28,7 @@ SERIES = (
     Series("down", "Thumbs down", "#d93025"),
 )
 TITLE = "Questions and votes per day"
+COUNTS_UP_TO = 14  # days; beyond, the counts on the bars would overlap
 
 
 def day_label(day: date) -> str:
@@ -63,7 +64,7 @@ def png(report: Report, *, width_px: int = 1000, height_px: int = 500) -> bytes:
         xs = [i - 0.4 + width * (k + 0.5) for i in range(n)]
         values = [int(d[s.key]) for d in days]
         bars = ax.bar(xs, values, width=width, color=s.color, label=label)
-        if n <= 31:  # counts on the bars while they stay readable
+        if n <= COUNTS_UP_TO:  # counts on the bars while they stay readable
             ax.bar_label(bars, labels=[str(v) if v else "" for v in values], fontsize=8)
     step = label_step(n)
     ax.set_xticks(list(range(0, n, step)))
@@ -135,7 +136,7 @@ def svg(report: Report, *, width: int = 680, height: int = 300) -> str:
                 f'width="{max(bar - 1, 1):.1f}" height="{h:.1f}" fill="{s.color}">'
                 f"<title>{escape(s.label)}, {escape(day_label(d['day']))}: {v}</title></rect>"
             )
-            if v and n <= 31:
+            if v and n <= COUNTS_UP_TO:
                 parts.append(
                     f'<text x="{bx + bar / 2:.1f}" y="{top + plot_h - h - 3:.1f}" '
                     f'font-size="10" text-anchor="middle" fill="#202124">{v}</text>'

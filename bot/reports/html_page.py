@@ -103,18 +103,30 @@ def _kpis(report: Report) -> str:
     )
 
 
+TABLE_DAYS = 31  # the numbers per day up to this period; per week beyond
+
+
 def _chart(report: Report) -> str:
     days = report.daily()
+    size = 1 if len(days) <= TABLE_DAYS else 7
+    bins = [days[i : i + size] for i in range(0, len(days), size)]
     table = _table(
-        ["day", *(s.label for s in chart.SERIES)],
-        ([chart.day_label(d["day"]), *(d[s.key] for s in chart.SERIES)] for d in days),
+        ["day" if size == 1 else "week", *(s.label for s in chart.SERIES)],
+        (
+            [
+                chart.day_label(b[0]["day"])
+                + ("" if len(b) == 1 else f" – {chart.day_label(b[-1]['day'])}"),
+                *(sum(d[s.key] for d in b) for s in chart.SERIES),
+            ]
+            for b in bins
+        ),
         numeric={1, 2, 3, 4},
     )
     return _tag(
         "div",
         _tag("h2", _e(chart.TITLE), "h2")
         + f'<div style="overflow-x:auto;margin:0 0 12px 0;">{chart.svg(report)}</div>'
-        + _tag("p", "The same numbers per day:", "muted")
+        + _tag("p", f"The same numbers per {'day' if size == 1 else 'week'}:", "muted")
         + table,
         "card",
         id="chart",
