@@ -224,6 +224,7 @@ def test_report_as_html_and_for_an_empty_period(cli, db_url: str, tmp_path: Path
     assert r.code == 0 and "0 questions" in r.out
     page = (tmp_path / "h" / "report.html").read_text()
     assert page.startswith("<!doctype html>") and "No answer was voted down" in page
+    assert "Every question in this period was answered" in page
     assert png_size(tmp_path / "h" / "chart.png") == (1000, 500)
     bad = cli("report", "--days", "0")
     assert bad.code == 2 and "--days" in bad.err

@@ -1,6 +1,7 @@
-"""The report's chart: questions, unanswered questions and votes per day, with a legend and
-the counts on the bars. The same series as a PNG (matplotlib; Slack and the Markdown report)
-and as inline SVG (the HTML report: no external file, no script). Pure functions of a Report."""
+"""The report's chart: questions, unanswered questions and votes per day (per week over a
+longer period), with a legend and the counts on the bars. The same series as a PNG
+(matplotlib; Slack and the Markdown report) and as inline SVG (the HTML report: no external
+file, no script). Pure functions of a Report."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import math
 from dataclasses import dataclass
 from datetime import date
 from html import escape
-from typing import Any
 
 from bot.reports.metrics import Report, plural
 
@@ -27,27 +27,68 @@ SERIES = (
     Series("up", "Thumbs up", "#188038"),
     Series("down", "Thumbs down", "#d93025"),
 )
-TITLE = "Questions and votes per day"
-COUNTS_UP_TO = 14  # days; beyond, the counts on the bars would overlap
+COUNTS_UP_TO = 14  # bars; beyond, the counts on them would overlap
+DAILY_UP_TO = 31  # days charted one by one; a longer period is charted by week
+WEEKLY_UP_TO = 366  # and beyond a year, by 30 days
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """One bar group: a day, or several days together."""
+
+    first: date
+    last: date
+    values: dict[str, int]
+
+    @property
+    def label(self) -> str:
+        if self.first == self.last:
+            return day_label(self.first)
+        return f"{day_label(self.first)} – {day_label(self.last)}"
+
+    @property
+    def short(self) -> str:
+        """Under the axis: the first day only."""
+        return day_label(self.first)
 
 
 def day_label(day: date) -> str:
     return day.strftime("%a %d %b")  # Wed 02 Dec
 
 
-def label_step(days: int) -> int:
-    """Every how many days a date is written under the axis (at most about 14 dates)."""
-    return max(1, math.ceil(days / 14))
+def bucket_days(days: int) -> int:
+    return 1 if days <= DAILY_UP_TO else 7 if days <= WEEKLY_UP_TO else 30
+
+
+def unit(days: int) -> str:
+    return {1: "day", 7: "week"}.get(bucket_days(days), "30 days")
+
+
+def title(report: Report) -> str:
+    return f"Questions and votes per {unit(report.days)}"
+
+
+def buckets(report: Report) -> list[Bucket]:
+    """The period's days (exactly ``report.days``), grouped into bars."""
+    days = report.daily()
+    size = bucket_days(len(days))
+    out = []
+    for i in range(0, len(days), size):
+        part = days[i : i + size]
+        values = {s.key: sum(int(d[s.key]) for d in part) for s in SERIES}
+        out.append(Bucket(part[0]["day"], part[-1]["day"], values))
+    return out
+
+
+def label_step(n: int) -> int:
+    """Every how many bars a date is written under the axis (at most about 14 dates)."""
+    return max(1, math.ceil(n / 14))
 
 
 def legend_labels(report: Report) -> list[str]:
     """Each series with its total over the period: "Questions (12)"."""
-    totals = _totals(report.daily())
+    totals = {s.key: sum(b.values[s.key] for b in buckets(report)) for s in SERIES}
     return [f"{s.label} ({totals[s.key]})" for s in SERIES]
-
-
-def _totals(days: list[dict[str, Any]]) -> dict[str, int]:
-    return {s.key: sum(int(d[s.key]) for d in days) for s in SERIES}
 
 
 def png(report: Report, *, width_px: int = 1000, height_px: int = 500) -> bytes:
@@ -57,23 +98,23 @@ def png(report: Report, *, width_px: int = 1000, height_px: int = 500) -> bytes:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    days = report.daily()
-    n, width = len(days), 0.8 / len(SERIES)
+    bars = buckets(report)
+    n, width = len(bars), 0.8 / len(SERIES)
     fig, ax = plt.subplots(figsize=(width_px / 100, height_px / 100), dpi=100)
     for k, (s, label) in enumerate(zip(SERIES, legend_labels(report), strict=True)):
         xs = [i - 0.4 + width * (k + 0.5) for i in range(n)]
-        values = [int(d[s.key]) for d in days]
-        bars = ax.bar(xs, values, width=width, color=s.color, label=label)
+        values = [b.values[s.key] for b in bars]
+        drawn = ax.bar(xs, values, width=width, color=s.color, label=label)
         if n <= COUNTS_UP_TO:  # counts on the bars while they stay readable
-            ax.bar_label(bars, labels=[str(v) if v else "" for v in values], fontsize=8)
+            ax.bar_label(drawn, labels=[str(v) if v else "" for v in values], fontsize=8)
     step = label_step(n)
     ax.set_xticks(list(range(0, n, step)))
-    ax.set_xticklabels([day_label(days[i]["day"]) for i in range(0, n, step)])
+    ax.set_xticklabels([bars[i].short for i in range(0, n, step)])
     ax.tick_params(axis="x", labelrotation=45 if n > 7 else 0)
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("count")
-    ax.set_ylim(0, max(1, *(int(d[s.key]) for d in days for s in SERIES)) * 1.15)
-    ax.set_title(f"Concierge: {TITLE.lower()} ({report.period})")
+    ax.set_ylim(0, max(1, *(b.values[s.key] for b in bars for s in SERIES)) * 1.15)
+    ax.set_title(f"Concierge: {title(report).lower()} ({report.period})")
     ax.legend(loc="upper left", ncols=len(SERIES), frameon=False, fontsize=9)
     ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()
@@ -89,13 +130,13 @@ def _ticks(top: int) -> list[int]:
 
 
 def svg(report: Report, *, width: int = 680, height: int = 300) -> str:
-    """An inline SVG of the chart, with a title, a legend, counts and one date per day."""
-    days = report.daily()
-    n = len(days)
+    """An inline SVG of the chart, with a title, a legend, counts and one date per bar
+    (``data-day`` marks each bar group's first day)."""
+    bars = buckets(report)
+    n = len(bars)
     left, right, top, bottom = 36, 8, 56, 44
     plot_w, plot_h = width - left - right, height - top - bottom
-    highest = max(1, *(int(d[s.key]) for d in days for s in SERIES))
-    ticks = _ticks(highest)
+    ticks = _ticks(max(1, *(b.values[s.key] for b in bars for s in SERIES)))
     scale = plot_h / ticks[-1]
     slot = plot_w / n
     bar = slot * 0.8 / len(SERIES)
@@ -104,8 +145,8 @@ def svg(report: Report, *, width: int = 680, height: int = 300) -> str:
         f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{width}" '
         f'height="{height}" viewBox="0 0 {width} {height}" {font} '
         'style="max-width:100%;height:auto;" '
-        f'aria-labelledby="chart-title" data-chart="daily">',
-        f'<title id="chart-title">{escape(TITLE)}, {escape(report.period)}</title>',
+        f'aria-labelledby="chart-title" data-chart="{unit(report.days)}">',
+        f'<title id="chart-title">{escape(title(report))}, {escape(report.period)}</title>',
         f'<rect width="{width}" height="{height}" fill="#ffffff"/>',
     ]
     # The legend, inside the chart so that it travels with it.
@@ -125,30 +166,32 @@ def svg(report: Report, *, width: int = 680, height: int = 300) -> str:
             f'text-anchor="end" fill="#5f6368">{t}</text>'
         )
     step = label_step(n)
-    for i, d in enumerate(days):
+    for i, b in enumerate(bars):
         x0 = left + i * slot + slot * 0.1
         for k, s in enumerate(SERIES):
-            v = int(d[s.key])
+            v = b.values[s.key]
+            if not v:
+                continue
             h = v * scale
             bx = x0 + k * bar
             parts.append(
                 f'<rect data-series="{s.key}" x="{bx:.1f}" y="{top + plot_h - h:.1f}" '
                 f'width="{max(bar - 1, 1):.1f}" height="{h:.1f}" fill="{s.color}">'
-                f"<title>{escape(s.label)}, {escape(day_label(d['day']))}: {v}</title></rect>"
+                f"<title>{escape(s.label)}, {escape(b.label)}: {v}</title></rect>"
             )
-            if v and n <= COUNTS_UP_TO:
+            if n <= COUNTS_UP_TO:
                 parts.append(
                     f'<text x="{bx + bar / 2:.1f}" y="{top + plot_h - h - 3:.1f}" '
                     f'font-size="10" text-anchor="middle" fill="#202124">{v}</text>'
                 )
         if i % step == 0:
             parts.append(
-                f'<text data-day="{d["day"]:%Y-%m-%d}" x="{left + (i + 0.5) * slot:.1f}" '
+                f'<text data-day="{b.first:%Y-%m-%d}" x="{left + (i + 0.5) * slot:.1f}" '
                 f'y="{top + plot_h + 18}" font-size="11" text-anchor="middle" '
-                f'fill="#3c4043">{escape(day_label(d["day"]))}</text>'
+                f'fill="#3c4043">{escape(b.short)}</text>'
             )
     parts.append(
         f'<text x="{left}" y="{height - 6}" font-size="11" fill="#5f6368">'
-        f"{escape(plural(n, 'day'))}, UTC</text></svg>"
+        f"{escape(plural(report.days, 'day'))}, UTC</text></svg>"
     )
     return "".join(parts)

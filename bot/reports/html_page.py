@@ -103,30 +103,18 @@ def _kpis(report: Report) -> str:
     )
 
 
-TABLE_DAYS = 31  # the numbers per day up to this period; per week beyond
-
-
 def _chart(report: Report) -> str:
-    days = report.daily()
-    size = 1 if len(days) <= TABLE_DAYS else 7
-    bins = [days[i : i + size] for i in range(0, len(days), size)]
+    per = chart.unit(report.days)
     table = _table(
-        ["day" if size == 1 else "week", *(s.label for s in chart.SERIES)],
-        (
-            [
-                chart.day_label(b[0]["day"])
-                + ("" if len(b) == 1 else f" – {chart.day_label(b[-1]['day'])}"),
-                *(sum(d[s.key] for d in b) for s in chart.SERIES),
-            ]
-            for b in bins
-        ),
+        [per if per == "day" else "days", *(s.label for s in chart.SERIES)],
+        ([b.label, *(b.values[s.key] for s in chart.SERIES)] for b in chart.buckets(report)),
         numeric={1, 2, 3, 4},
     )
     return _tag(
         "div",
-        _tag("h2", _e(chart.TITLE), "h2")
+        _tag("h2", _e(chart.title(report)), "h2")
         + f'<div style="overflow-x:auto;margin:0 0 12px 0;">{chart.svg(report)}</div>'
-        + _tag("p", f"The same numbers per {'day' if size == 1 else 'week'}:", "muted")
+        + _tag("p", _e(f"The same numbers per {per}:"), "muted")
         + table,
         "card",
         id="chart",

@@ -142,7 +142,7 @@ def markdown(report: Report) -> str:
     )
     lines += ["", "## Cost by channel", ""]
     lines += [f"- {c}: ${v:.4f}" for c, v in report.cost_by_channel().items()] or ["- none"]
-    lines += ["", f"![{chart.TITLE}](chart.png)", ""]
+    lines += ["", f"![{chart.title(report)}](chart.png)", ""]
     return "\n".join(lines)
 
 

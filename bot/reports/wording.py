@@ -39,6 +39,8 @@ def audience_line(report: Report) -> str:
 
 def gap_summary(report: Report) -> str:
     """``5 questions went unanswered or were voted down (4 with no answer), in 2 topics.``"""
+    if not report.unanswered:
+        return "Every question in this period was answered, and no answer was voted down."
     return (
         f"{plural(len(report.unanswered), 'question')} went unanswered or were voted down "
         f"({report.outcomes.get('no_answer', 0)} with no answer), "

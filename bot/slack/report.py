@@ -85,7 +85,7 @@ def gap_blocks(report: Report) -> list[Any]:
         )
     notes = []
     if len(report.gaps) > MAX_GAPS:
-        notes.append(f"{len(report.gaps) - MAX_GAPS} more topic(s) in `app.py report`.")
+        notes.append(f"{plural(len(report.gaps) - MAX_GAPS, 'more topic')} in `app.py report`.")
     if note := hidden_note(report):
         notes.append(note)
     if notes:
