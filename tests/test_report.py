@@ -373,3 +373,57 @@ def test_day_labels_seven_dates_for_seven_days_and_one_day_singular(
     one = cli("report", "--days", "1", "--out", str(tmp_path / "d"))
     assert "in the last 1 day;" in one.out and "1 days" not in one.out
     assert "(1 day, UTC)" in (tmp_path / "d" / "report.md").read_text()
+
+
+WORDS = [
+    "alpha",
+    "bravo",
+    "charlie",
+    "delta",
+    "echo",
+    "foxtrot",
+    "golf",
+    "hotel",
+    "india",
+    "juliet",
+    "kilo",
+    "lima",
+    "mike",
+]
+
+
+def seed_many_topics(db_url: str, n: int = 30) -> None:
+    """``n`` unanswered questions with no word in common (``n`` topics), one of them long."""
+    store = Store.open(db_url)
+    try:
+        for i in range(n):
+            text = f"{WORDS[i % 13]}{i} {WORDS[(i + 5) % 13]}{i} policy{i}?"
+            if i == n - 1:  # the latest: listed first of the topics of one question
+                text += " " + "very long question " * 200
+            with store.session() as s:
+                repo.record_exchange(
+                    s,
+                    ExchangeResult(
+                        exchange_id=f"m{i}",
+                        asker=f"p{i}@canary.test",
+                        question=text,
+                        answer="…",
+                        outcome="no_answer",
+                        prompt_name="answer",
+                        prompt_version="1",
+                    ),
+                )
+    finally:
+        store.close()
+
+
+def test_a_long_gap_list_lists_25_topics_and_sums_up_the_rest(
+    cli, db_url: str, tmp_path: Path
+) -> None:
+    seed_many_topics(db_url)
+    r = cli("report", "--out", str(tmp_path / "m"))
+    assert r.code == 0 and "30 not answered in 30 topics" in r.out
+    md = (tmp_path / "m" / "report.md").read_text()
+    assert md.count("\n### ") == 25
+    assert "5 more topics with 5 questions (at most 1 each): see the topic column" in md
+    assert "very long question very" in md and "very long question " * 20 not in md

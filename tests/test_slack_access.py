@@ -208,6 +208,21 @@ async def test_the_slack_report_lists_content_gaps_the_owner_may_read(slack, db_
     assert "chat-1" not in text
 
 
+async def test_a_long_gap_list_fits_slacks_limits(slack, db_url) -> None:
+    from tests.test_report import seed_many_topics
+
+    seed_many_topics(db_url)
+    slack.api.add_user("UOLU", "olu@canary.test")
+    await slack.command("UOLU", "report 7d")
+    await slack.settle()
+    (summary,) = [m for m in slack.api.in_channel("DOLU") if m.blocks]
+    assert len(summary.blocks) <= 50
+    sections = [b["text"]["text"] for b in summary.blocks if b["type"] == "section"]
+    assert all(len(t) <= 3000 for t in sections)
+    assert sum("_Nearest documents:_" in t for t in sections) == 5
+    assert "25 more topics in `app.py report`" in json.dumps(summary.blocks)
+
+
 async def test_the_weekly_report_job_dms_owners_with_links_to_voted_down_threads(slack) -> None:
     from sqlalchemy import select
 
