@@ -175,7 +175,7 @@ async def test_report_for_owners_only_by_dm_with_chart_and_csv(slack) -> None:
     assert "direct messages" in replies(slack)[-1]
     (summary,) = [m for m in slack.api.in_channel("DOLU") if m.blocks]
     text = json.dumps(summary.blocks)
-    assert "last 30 days" in text and "*Questions:* 1 from 1 people" in text
+    assert "last 30 days" in text and "*Questions:* 1 from 1 person\\n" in text
     files = {f["filename"]: f for f in slack.api.uploads.values()}
     assert (
         files["chart.png"]["data"].startswith(b"\x89PNG")
@@ -185,6 +185,42 @@ async def test_report_for_owners_only_by_dm_with_chart_and_csv(slack) -> None:
     await slack.command("UOLU", "report forever")
     await slack.settle()
     assert "Usage" in replies(slack)[-1]
+
+
+async def test_the_slack_report_lists_content_gaps_the_owner_may_read(slack, db_url) -> None:
+    from tests.test_report import seed_gaps
+
+    seed_gaps(db_url)
+    slack.api.add_user("UOLU", "olu@canary.test")
+    await slack.command("UOLU", "report 7d")
+    await slack.settle()
+    (summary,) = [m for m in slack.api.in_channel("DOLU") if m.blocks]
+    text = json.dumps(summary.blocks, ensure_ascii=False)
+    assert "*Questions Concierge could not answer*" in text
+    assert "6 questions went unanswered or were voted down (5 with no answer), in 2 topics" in text
+    assert "*vpn password reset* — 3 questions from 3 people" in text
+    assert "*office parking* — 2 questions from 2 people (1 no answer, 1 voted down)" in text
+    assert "“How do I reset my VPN password?”" in text
+    assert "VPN password reset &lt;b&gt;fails&lt;/b&gt;" in text  # escaped for Slack
+    assert "*Votes:* 1 👍, 1 👎" in text
+    # The owner may not read HR: the HR question is counted, its words never sent.
+    assert "Salary" not in text and "1 more question is counted but not shown" in text
+    assert "chat-1" not in text
+
+
+async def test_a_long_gap_list_fits_slacks_limits(slack, db_url) -> None:
+    from tests.test_report import seed_many_topics
+
+    seed_many_topics(db_url)
+    slack.api.add_user("UOLU", "olu@canary.test")
+    await slack.command("UOLU", "report 7d")
+    await slack.settle()
+    (summary,) = [m for m in slack.api.in_channel("DOLU") if m.blocks]
+    assert len(summary.blocks) <= 50
+    sections = [b["text"]["text"] for b in summary.blocks if b["type"] == "section"]
+    assert all(len(t) <= 3000 for t in sections)
+    assert sum("_Nearest documents:_" in t for t in sections) == 5
+    assert "25 more topics in `app.py report`" in json.dumps(summary.blocks)
 
 
 async def test_the_weekly_report_job_dms_owners_with_links_to_voted_down_threads(slack) -> None:

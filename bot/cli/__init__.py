@@ -47,6 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--days", type=int, default=7, help="the period, in days (default 7)")
     rep.add_argument("--out", metavar="DIR", default="report", help="where to write the files")
     rep.add_argument("--format", choices=("md", "html"), default="md")
+    rep.add_argument(
+        "--for",
+        dest="for_",
+        action="append",
+        metavar="EMAIL",
+        help="the reader (repeatable; default: the config's owners): questions appear only "
+        "where every reader may read them",
+    )
 
     access = sub.add_parser("access", help="grant, revoke and inspect access")
     asub = access.add_subparsers(dest="op", required=True, parser_class=_Parser)

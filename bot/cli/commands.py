@@ -108,24 +108,35 @@ def access(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def report(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
     from pathlib import Path
 
-    from bot.reports import metrics, render
+    from bot.reports import build, render
+    from bot.reports.metrics import Report, plural
+    from bot.runtime import build_runtime
 
     if not 1 <= args.days <= 3660:
         raise UsageError("--days is between 1 and 3660")
-    load_config(settings.concierge_config)  # a bad config is refused here too
-    store = Store.open(settings.effective_database_url)
-    try:
-        with store.session() as s:
-            data = metrics.load(s, days=args.days)
-    finally:
-        store.close()
+
+    async def make() -> Report:
+        runtime = await build_runtime(settings, prepare=False)
+        try:
+            # Written for the owners (or the people named): text only they may all read.
+            readers = args.for_ or runtime.config.owners
+            for email in args.for_ or ():
+                runtime.directory.lookup(email)  # an unknown person is a usage error
+            return await build.build(runtime, days=args.days, readers=readers)
+        finally:
+            runtime.close()
+
+    data = asyncio.run(make())
     files = render.write(data, Path(args.out), fmt=args.format)
     sat = data.satisfaction
     out(
-        f"{data.questions} questions from {data.askers} people in the last {args.days} days; "
-        f"satisfaction {'n/a' if sat is None else f'{sat * 100:.0f}%'}; cost ${data.cost:.4f}."
+        f"{plural(data.questions, 'question')} from {plural(data.askers, 'person')} in the last "
+        f"{plural(args.days, 'day')}; {len(data.unanswered)} not answered in "
+        f"{plural(len(data.gaps), 'topic')}; satisfaction "
+        f"{'n/a' if sat is None else f'{sat * 100:.0f}%'}; cost ${data.cost:.4f}."
     )
     for f in files:
         out(f"wrote {f}")

@@ -1,17 +1,30 @@
 """The owners' report for a period, computed from exchanges and feedback (pure functions of
-the rows; the store is read by ``load``)."""
+the rows; the store is read by ``load``).
+
+The period is whole calendar days in UTC ending today: ``days=7`` is today and the six days
+before it, so a 7-day chart has exactly seven dates. Question text, and reasons that may quote
+the answer, are shown only where every reader of the report may read the exchange's labels
+(``Row.shown``); otherwise the report counts them without their words."""
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bot.core.labels import Labels
 from bot.store.models import Exchange, Feedback
+
+if TYPE_CHECKING:
+    from bot.reports.gaps import Gap
+
+MayRead = Callable[[Labels], bool]
+TERMINAL_SURFACES = {"cli": "terminal (ask)", "chat": "terminal chat", "eval": "evaluation"}
 
 
 def _aware(value: datetime) -> datetime:
@@ -50,6 +63,41 @@ class Row:
     up: int = 0
     down: int = 0
     reasons: list[str] = field(default_factory=list)
+    surface: str = "slack"
+    # Whether every reader of the report may read this exchange's text (its labels).
+    shown: bool = False
+
+    @property
+    def where(self) -> str:
+        """Where it was asked, for people. A terminal conversation's thread name is not an
+        identity (each ``chat`` session numbers its threads from 1), so it is never shown."""
+        if self.surface in TERMINAL_SURFACES:
+            return TERMINAL_SURFACES[self.surface]
+        if self.channel:
+            return self.channel + (f" thread {self.thread}" if self.thread else "")
+        return self.surface or "terminal"
+
+    @property
+    def unanswered(self) -> bool:
+        """Concierge could not answer, or its answer was voted down more than up: a gap in
+        the documents, to be shown to their owners."""
+        return self.outcome == "no_answer" or self.down > self.up
+
+
+def plural(n: int, word: str) -> str:
+    """``1 day``, ``7 days``; ``1 person``, ``2 people``."""
+    if n == 1:
+        return f"{n} {word}"
+    return f"{n} {IRREGULAR.get(word, word + 's')}"  # "more question" -> "more questions"
+
+
+IRREGULAR = {"person": "people"}
+
+
+def period_start(end: datetime, days: int) -> datetime:
+    """Midnight UTC of the first of the ``days`` calendar days that end with ``end``'s day."""
+    first = _aware(end).astimezone(UTC).date() - timedelta(days=days - 1)
+    return datetime(first.year, first.month, first.day, tzinfo=UTC)
 
 
 @dataclass
@@ -57,6 +105,23 @@ class Report:
     start: datetime
     end: datetime
     rows: list[Row]
+    days: int = 7
+    # Who the report is written for (emails), and its content-gap list (bot.reports.gaps).
+    readers: tuple[str, ...] = ()
+    gaps: list[Gap] = field(default_factory=list)
+
+    @property
+    def period(self) -> str:
+        return f"{self.start:%Y-%m-%d} to {self.end:%Y-%m-%d} ({plural(self.days, 'day')}, UTC)"
+
+    @property
+    def unanswered(self) -> list[Row]:
+        return [r for r in self.rows if r.unanswered]
+
+    @property
+    def unanswered_hidden(self) -> int:
+        """Unanswered questions whose text some reader of the report may not read."""
+        return sum(1 for r in self.unanswered if not r.shown)
 
     @property
     def questions(self) -> int:
@@ -145,16 +210,19 @@ class Report:
         return sorted(rated, key=lambda r: (-(r.down - r.up), -r.down, r.at))[:n]
 
     def daily(self) -> list[dict[str, Any]]:
+        """One entry per calendar day of the period (exactly ``days`` of them): questions,
+        unanswered ones, thumbs up and down."""
         days: dict[date, dict[str, Any]] = {}
-        day = self.start.date()
-        while day <= self.end.date():
-            days[day] = {"day": day, "questions": 0, "up": 0, "down": 0}
-            day += timedelta(days=1)
+        first = self.end.astimezone(UTC).date() - timedelta(days=self.days - 1)
+        for i in range(self.days):
+            day = first + timedelta(days=i)
+            days[day] = {"day": day, "questions": 0, "unanswered": 0, "up": 0, "down": 0}
         for r in self.rows:
-            d = days.setdefault(
-                r.at.date(), {"day": r.at.date(), "questions": 0, "up": 0, "down": 0}
-            )
+            d = days.get(r.at.astimezone(UTC).date())
+            if d is None:
+                continue
             d["questions"] += 1
+            d["unanswered"] += int(r.unanswered)
             d["up"] += r.up
             d["down"] += r.down
         for d in days.values():
@@ -163,9 +231,15 @@ class Report:
         return [days[k] for k in sorted(days)]
 
 
-def load(session: Session, *, days: int, now: datetime | None = None) -> Report:
-    end = now or datetime.now(UTC)
-    start = end - timedelta(days=days)
+def load(
+    session: Session, *, days: int, now: datetime | None = None, may_read: MayRead | None = None
+) -> Report:
+    """The exchanges of the last ``days`` calendar days with their votes. ``may_read`` says
+    whether the report's readers may read text with given labels; without it only text for
+    everyone is shown (unknown labels never are)."""
+    end = _aware(now or datetime.now(UTC))
+    start = period_start(end, days)
+    may = may_read or (lambda labels: labels.is_public)
     exchanges = session.scalars(
         select(Exchange).where(Exchange.created_at >= start).order_by(Exchange.created_at)
     ).all()
@@ -206,6 +280,8 @@ def load(session: Session, *, days: int, now: datetime | None = None) -> Report:
                     for f in mine
                     if f.vote < 0 and (f.category or f.reason)
                 ],
+                surface=e.surface,
+                shown=may(Labels.from_json(e.labels)),
             )
         )
-    return Report(start, end, rows)
+    return Report(start, end, rows, days=days)

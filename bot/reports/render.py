@@ -1,14 +1,40 @@
-"""Rendering the owners' report: Markdown or HTML, a CSV of exchanges, a PNG trend chart.
-Pure functions of a Report, apart from writing the files asked for."""
+"""Rendering the owners' report: Markdown or HTML (bot.reports.html_page), a CSV of exchanges,
+a PNG chart (bot.reports.chart). Pure functions of a Report, apart from writing the files
+asked for. Question text and vote reasons appear only where ``Row.shown`` says every reader
+of the report may read them."""
 
 from __future__ import annotations
 
 import csv
-import html
 import io
+import re
 from pathlib import Path
 
+from bot.reports import chart, html_page
+from bot.reports.gaps import LISTED
 from bot.reports.metrics import Report
+from bot.reports.wording import (
+    HIDDEN,
+    NO_DOCUMENT,
+    OUTCOMES,
+    audience_line,
+    gap_heading,
+    gap_summary,
+    hidden_note,
+    more_topics_note,
+    ms,
+    pct,
+    question_text,
+)
+
+# Characters that make Markdown markup: a question, a reason or a document title is shown
+# as the text it is, never as a link, an image (which a viewer would fetch) or HTML.
+MD_ACTIVE = re.compile(r"([\\`*_\[\]<>~!|])")
+
+
+def md(text: str) -> str:
+    return MD_ACTIVE.sub(r"\\\1", text)
+
 
 CSV_COLUMNS = (
     "exchange_id",
@@ -27,38 +53,49 @@ CSV_COLUMNS = (
     "ttft_ms",
     "total_ms",
     "question",
+    "topic",
 )
 
 
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{value * 100:.0f}%"
-
-
-def _ms(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:,.0f} ms"
+def gap_lines(report: Report) -> list[str]:
+    """The content-gap list as Markdown lines."""
+    lines = [gap_summary(report), ""]
+    for gap in report.gaps[:LISTED]:
+        lines += [f"### {md(gap_heading(gap))}", ""]
+        for r in gap.examples:
+            lines.append(
+                f"- “{md(question_text(r))}” ({r.at:%Y-%m-%d}, {md(r.where)}, exchange {r.id})"
+            )
+        near = "; ".join(md(f"{d.title} ({d.source}: {d.uri})") for d in gap.nearest)
+        lines += ["", f"Nearest documents: {near or NO_DOCUMENT}", ""]
+    for note in (more_topics_note(report), hidden_note(report)):
+        if note:
+            lines += [note, ""]
+    return lines
 
 
 def markdown(report: Report) -> str:
     o = report.outcomes
     lines = [
-        f"# Concierge report: {report.start:%Y-%m-%d} to {report.end:%Y-%m-%d}",
+        f"# Concierge report: {report.period}",
+        "",
+        audience_line(report),
         "",
         f"- Questions: {report.questions}",
         f"- Distinct askers: {report.askers}",
-        "- Outcomes: "
-        + ", ".join(
-            f"{k} {o.get(k, 0)}"
-            for k in ("answered", "no_answer", "refused", "incomplete", "failed", "pending_review")
-        ),
-        f"- Satisfaction: {_pct(report.satisfaction)} ({report.up} up, {report.down} down)",
-        f"- Feedback rate: {_pct(report.feedback_rate)}",
-        f"- Time to first token: p50 {_ms(report.latency('ttft', 50))}, "
-        f"p95 {_ms(report.latency('ttft', 95))}",
-        f"- Total time: p50 {_ms(report.latency('total', 50))}, "
-        f"p95 {_ms(report.latency('total', 95))}",
-        f"- Fallback rate: {_pct(report.fallback_rate)}",
+        "- Outcomes: " + ", ".join(f"{k} {o.get(k, 0)}" for k in OUTCOMES),
+        f"- Satisfaction: {pct(report.satisfaction)} ({report.up} up, {report.down} down)",
+        f"- Feedback rate: {pct(report.feedback_rate)}",
+        f"- Time to first token: p50 {ms(report.latency('ttft', 50))}, "
+        f"p95 {ms(report.latency('ttft', 95))}",
+        f"- Total time: p50 {ms(report.latency('total', 50))}, "
+        f"p95 {ms(report.latency('total', 95))}",
+        f"- Fallback rate: {pct(report.fallback_rate)}",
         f"- Cost: ${report.cost:.4f}",
         "",
+        "## Questions Concierge could not answer",
+        "",
+        *gap_lines(report),
         "## Worst-rated answers",
         "",
     ]
@@ -66,11 +103,10 @@ def markdown(report: Report) -> str:
     if not worst:
         lines.append("No answer was voted down in this period.")
     for r in worst:
-        where = f"{r.channel or 'terminal'}" + (f" thread {r.thread}" if r.thread else "")
-        reasons = "; ".join(r.reasons) or "no reason given"
+        reasons = ("; ".join(r.reasons) or "no reason given") if r.shown else "reason hidden"
         lines.append(
-            f"- {r.down} down / {r.up} up — “{(r.question or '')[:120]}” ({where}, "
-            f"exchange {r.id}): {reasons}"
+            f"- {r.down} down / {r.up} up — “{md(question_text(r, 120))}” ({md(r.where)}, "
+            f"exchange {r.id}): {md(reasons)}"
         )
     lines += [
         "",
@@ -91,7 +127,7 @@ def markdown(report: Report) -> str:
     ]
     lines += [
         f"| {m} | {v['answers']:.0f} | {v['up']:.0f} | {v['down']:.0f} | ${v['cost']:.4f} | "
-        f"{_ms(v['p50_total_ms'])} |"
+        f"{ms(v['p50_total_ms'])} |"
         for m, v in report.by_model().items()
     ]
     lines += ["", "## Refusals and withheld sources", ""]
@@ -106,43 +142,15 @@ def markdown(report: Report) -> str:
     )
     lines += ["", "## Cost by channel", ""]
     lines += [f"- {c}: ${v:.4f}" for c, v in report.cost_by_channel().items()] or ["- none"]
-    lines += ["", "![Volume and satisfaction per day](chart.png)", ""]
+    lines += ["", f"![{chart.title(report)}](chart.png)", ""]
     return "\n".join(lines)
-
-
-def to_html(md: str) -> str:
-    """A plain HTML page of the Markdown (headings, lists, tables), escaped."""
-    out = ["<!doctype html><meta charset=utf-8><title>Concierge report</title><body>"]
-    in_list = False
-    for line in md.split("\n"):
-        if line.startswith("- ") and not in_list:
-            out.append("<ul>")
-            in_list = True
-        if not line.startswith("- ") and in_list:
-            out.append("</ul>")
-            in_list = False
-        if line.startswith("# "):
-            out.append(f"<h1>{html.escape(line[2:])}</h1>")
-        elif line.startswith("## "):
-            out.append(f"<h2>{html.escape(line[3:])}</h2>")
-        elif line.startswith("- "):
-            out.append(f"<li>{html.escape(line[2:])}</li>")
-        elif line.startswith("| ---"):
-            continue
-        elif line.startswith("|"):
-            cells = [html.escape(c.strip()) for c in line.strip("|").split("|")]
-            out.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-        elif line.startswith("!["):
-            out.append('<img src="chart.png" alt="Volume and satisfaction per day">')
-        elif line:
-            out.append(f"<p>{html.escape(line)}</p>")
-    return "\n".join(out) + "</body>"
 
 
 def csv_text(report: Report) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(CSV_COLUMNS)
+    topic = {r.id: g.topic for g in report.gaps for r in g.rows}
     for r in report.rows:
         writer.writerow(
             [
@@ -157,55 +165,25 @@ def csv_text(report: Report) -> str:
                 " ".join(sorted(set(r.sources))),
                 r.up,
                 r.down,
-                " | ".join(r.reasons),
+                " | ".join(r.reasons) if r.shown else "",
                 f"{r.cost:.8f}",
                 "" if r.ttft_ms is None else f"{r.ttft_ms:.1f}",
                 f"{r.total_ms:.1f}",
-                r.question or "",
+                (r.question or "") if r.shown else HIDDEN,
+                topic.get(r.id, ""),
             ]
         )
     return buf.getvalue()
 
 
 def chart_png(report: Report, *, width_px: int = 1000, height_px: int = 500) -> bytes:
-    """Questions per day (bars) and satisfaction per day (line), as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    days = report.daily()
-    labels = [d["day"].strftime("%m-%d") for d in days]
-    fig, ax = plt.subplots(figsize=(width_px / 100, height_px / 100), dpi=100)
-    ax.bar(labels, [d["questions"] for d in days], color="#8ab4f8", label="questions")
-    ax.set_ylabel("questions")
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax2 = ax.twinx()
-    sat = [d["satisfaction"] * 100 if d["satisfaction"] is not None else None for d in days]
-    ax2.plot(
-        labels,
-        [s if s is not None else float("nan") for s in sat],
-        color="#188038",
-        marker="o",
-        label="satisfaction %",
-    )
-    ax2.set_ylim(0, 100)
-    ax2.set_ylabel("satisfaction %")
-    ax.set_title("Concierge: questions and satisfaction per day")
-    ax.tick_params(axis="x", labelrotation=45)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
+    return chart.png(report, width_px=width_px, height_px=height_px)
 
 
 def write(report: Report, out: Path, *, fmt: str = "md") -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
-    md = markdown(report)
     page = out / ("report.html" if fmt == "html" else "report.md")
-    page.write_text(to_html(md) if fmt == "html" else md, encoding="utf-8")
+    page.write_text(html_page.page(report) if fmt == "html" else markdown(report), encoding="utf-8")
     data = out / "report.csv"
     data.write_text(csv_text(report), encoding="utf-8", newline="")
     chart = out / "chart.png"

@@ -22,7 +22,7 @@ class SlackDelivery:
         if user_id is None:
             return False
         try:
-            await deliver_report(self.deps, user_id=user_id, days=days)
+            await deliver_report(self.deps, user_id=user_id, email=email, days=days)
             return True
         except Exception as exc:
             log.warning("could not send the report to %s (%s)", email, exc.__class__.__name__)
