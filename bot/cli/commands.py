@@ -19,10 +19,10 @@ from bot.store.db import Store, make_engine, upgrade
 def db_upgrade(settings: Settings) -> int:
     engine = make_engine(settings.effective_database_url)
     try:
-        upgrade(engine)
+        done = upgrade(engine)
     finally:
         engine.dispose()
-    out(f"database at {engine.url.render_as_string(hide_password=True)} is up to date")
+    out(f"database {engine.url.render_as_string(hide_password=True)}: {done.summary}")
     return 0
 
 
