@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.config import WorkspaceConfig, load_config, unknown_keys
+from bot.config import WorkspaceConfig, load_config, unknown_key_warnings
 from bot.core.access import AccessPolicy, ActiveGrant
 from bot.core.breaker import Breaker, LocalBreaker, RedisBreaker
 from bot.core.budgets import Budgets, Ledger, LocalLedger, RedisLedger, SpendUnknown
@@ -336,10 +336,7 @@ async def build_runtime(
         ),
     )
     connectors = build_connectors(context)
-    warnings: list[str] = [
-        f"config file {config.path}: '{key}' is not a known setting and is ignored"
-        for key in unknown_keys(config)
-    ]
+    warnings: list[str] = unknown_key_warnings(config)
     if prepare:
         for found in await asyncio.gather(*(c.prepare() for c in connectors.values())):
             warnings.extend(found)
