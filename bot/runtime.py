@@ -23,7 +23,7 @@ from bot.core.embeddings import make_embedder
 from bot.core.generate import ModelRouter, RouterTimings
 from bot.core.identity import DirectoryResolver, IdentityResolver, UnknownPerson
 from bot.core.limits import LocalRateLimiter, RateLimiter, RedisRateLimiter
-from bot.core.models import build_registry
+from bot.core.models import build_registry, model_notes
 from bot.core.pipeline import Pipeline, PipelineDeps
 from bot.core.prompts import load_prompt
 from bot.core.retrieve import Retriever
@@ -350,6 +350,7 @@ async def build_runtime(
     )
     breaker = make_breaker(settings, config)
     router = ModelRouter([registry[name] for name in config.chain], timings, breaker)
+    warnings.extend(model_notes(router.chain))
     cheaper = ModelRouter([registry[name] for name in config.step_down_chain], timings, breaker)
     owner_notice = _OwnerNotice(config.owners)
     budgets = make_budgets(settings, config, store, owner_notice)
