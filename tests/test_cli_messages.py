@@ -172,6 +172,16 @@ def test_a_database_that_cannot_be_used_says_why_and_what_to_do(
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
+def test_audit_verify_says_why_too(cli, monkeypatch: pytest.MonkeyPatch, case: str) -> None:
+    url, phrases = BAD[case]
+    monkeypatch.setenv("DATABASE_URL", url)
+    r = cli("audit", "verify")
+    assert r.code == 2  # audit: 1 means a broken chain
+    one_clean_line(r.err)
+    assert all(phrase in r.err for phrase in phrases), r.err
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
 def test_ask_answers_without_the_database_and_says_why(env: dict[str, str], case: str) -> None:
     url, phrases = BAD[case]
     r = app(env, "ask", QUESTION, "--as", "eve@canary.test", "--json", extra={"DATABASE_URL": url})
