@@ -407,3 +407,64 @@ async def test_a_refused_key_is_not_configured_rather_than_connection(
     assert result.model == "offline"
     first = result.attempts[0]
     assert (first.model, first.error) == ("primary", "not_configured")
+
+
+async def test_serve_names_an_unusable_model_at_start(env: dict[str, str], workspace) -> None:
+    import asyncio
+    import signal
+    import time
+
+    import aiohttp
+
+    from tests.slack_helpers import SECRET
+    from tests.standins import slack_api
+    from tests.standins.slack_api import SlackStandIn
+
+    workspace.config.write_text(workspace.config.read_text().replace("limits:", HOSTED))
+    api = SlackStandIn()
+    runner = await slack_api.start(api)
+    port = closed_port()
+    proc_env = {
+        **os.environ,
+        **env,
+        "SLACK_BOT_TOKEN": "xoxb-serve",
+        "SLACK_SIGNING_SECRET": SECRET,
+        "SLACK_API_URL": api.url,
+        "PORT": str(port),
+        "CONCIERGE_HOST": "127.0.0.1",
+        "LOG_LEVEL": "WARNING",
+    }
+    for key in ("SLACK_APP_TOKEN", "OPENAI_API_KEY"):
+        proc_env.pop(key, None)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "app.py"),
+        "serve",
+        env=proc_env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with aiohttp.ClientSession() as session:
+            deadline = time.monotonic() + 60
+            while True:  # the notes are written before the server listens
+                try:
+                    async with session.get(f"http://127.0.0.1:{port}/healthz") as r:
+                        if r.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                assert time.monotonic() < deadline, "serve did not start"
+                assert proc.returncode is None, "serve exited"
+                await asyncio.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await runner.cleanup()
+    text = err.decode()
+    note = "model primary (openai) is not usable: OPENAI_API_KEY is not set; answers use offline"
+    assert text.count(note) == 1, text[-2000:]
+    assert "Traceback" not in text

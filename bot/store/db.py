@@ -110,8 +110,8 @@ class Health(Outage):
         self.what = what
         super().__init__(
             log,
-            f"the database ({what}) is unreachable (%s): questions are still answered and "
-            "their records spooled until it returns",
+            f"the database ({what}) cannot be used: %s; questions are still answered and "
+            "their records spooled until it can",
             f"the database ({what}) is reachable again after %.1f s",
         )
 
