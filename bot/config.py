@@ -165,7 +165,11 @@ class Source(BaseModel):
     @classmethod
     def _kind(cls, value: str) -> str:
         if value not in SOURCE_KINDS:
-            raise ValueError(f"unknown kind {value!r}; known kinds: {', '.join(SOURCE_KINDS)}")
+            near = nearest(value, SOURCE_KINDS)
+            hint = f"; did you mean {near!r}?" if near else ""
+            raise ValueError(
+                f"unknown kind {value!r}; known kinds: {', '.join(SOURCE_KINDS)}{hint}"
+            )
         return value
 
     @field_validator("readers", mode="before")
@@ -469,7 +473,10 @@ class WorkspaceConfig(_Strict):
             seen.add(s.name)
             for token in s.reader_tokens:
                 if token.startswith("role:") and token[5:] not in self.roles:
-                    raise ValueError(f"source {s.name!r} reads role {token[5:]!r}, not in roles")
+                    raise ValueError(
+                        f"source {s.name!r} reads role {token[5:]!r}, not in roles"
+                        + _did_you_mean(token[5:], self.roles)
+                    )
         emails = [p.email for p in self.people]
         dupes = {e for e in emails if emails.count(e) > 1}
         if dupes:
@@ -479,10 +486,16 @@ class WorkspaceConfig(_Strict):
             raise ValueError("model names must be unique")
         for link in self.routing.chain:
             if link not in names:
-                raise ValueError(f"routing.chain names {link!r}, which is not in models")
+                raise ValueError(
+                    f"routing.chain names {link!r}, which is not in models"
+                    + _did_you_mean(link, names)
+                )
         for link in self.routing.step_down_chain or ():
             if link not in names:
-                raise ValueError(f"routing.step_down_chain names {link!r}, which is not in models")
+                raise ValueError(
+                    f"routing.step_down_chain names {link!r}, which is not in models"
+                    + _did_you_mean(link, names)
+                )
         return self
 
     def source(self, name: str) -> Source | None:
@@ -553,6 +566,11 @@ def nearest(word: str, choices: Iterable[str]) -> str | None:
     """The choice closest to ``word`` (a misspelling), or None when none is close."""
     found = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return found[0] if found else None
+
+
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    near = nearest(word, choices)
+    return f"; did you mean {near!r}?" if near else ""
 
 
 def _unknown(model: BaseModel, where: str = "") -> list[tuple[str, str | None]]:

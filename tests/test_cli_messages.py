@@ -313,6 +313,20 @@ def test_a_misspelt_ignored_config_key_gets_a_suggestion(cli, workspace) -> None
             "models:\n  - {name: m, provider: opneai, model: x}\n",
             "did you mean 'openai'?",
         ),
+        (
+            "sources:\n  - {name: a, kind: doc, path: ., readers: everyone}\n",
+            "did you mean 'docs'?",
+        ),
+        (
+            "roles: {hr: {members: [a@b.test]}}\n"
+            "sources:\n  - {name: a, kind: docs, path: ., readers: [role:hrr]}\n",
+            "reads role 'hrr', not in roles; did you mean 'hr'?",
+        ),
+        (
+            "sources:\n  - {name: a, kind: docs, path: ., readers: everyone}\n"
+            "models:\n  - {name: offline, provider: offline}\nrouting: {chain: [ofline]}\n",
+            "routing.chain names 'ofline', which is not in models; did you mean 'offline'?",
+        ),
     ],
 )
 def test_a_misspelt_required_key_or_choice_gets_a_suggestion(
