@@ -192,6 +192,17 @@ def test_ask_answers_without_the_database_and_says_why(env: dict[str, str], case
         assert phrase in r.stderr, (phrase, r.stderr)
 
 
+def test_a_command_after_a_spooled_answer_says_the_cause_once(env: dict[str, str]) -> None:
+    url, phrases = BAD["unknown_database"]
+    operator = {"DATABASE_URL": url, "LOG_LEVEL": "WARNING"}
+    asked = app(env, "ask", QUESTION, "--as", "eve@canary.test", extra=operator)
+    assert asked.returncode == 0 and "spooled" in asked.stderr  # a record waits on disk
+    r = app(env, "report", extra=operator)
+    assert r.returncode == 1
+    one_clean_line(r.stderr)
+    assert phrases[0] in r.stderr
+
+
 @pytest.mark.parametrize(
     ("url", "expected"),
     [

@@ -287,7 +287,8 @@ def _configure_logging(level: str, fmt: str = "text") -> None:
         logging.getLogger(name).setLevel(chatty)
     for name in BODY_LOGGERS:
         logging.getLogger(name).setLevel(max(chatty, logging.INFO))
-    logging.getLogger("sqlalchemy.engine").setLevel(max(numeric, logging.WARNING))
+    for name in ("sqlalchemy.engine", "sqlalchemy.orm"):  # statements; mapper set-up
+        logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
 
 
 def _replay_spool(settings: Settings) -> None:
