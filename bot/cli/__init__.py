@@ -97,6 +97,30 @@ examples:
   concierge review approve 12 --actor hana@acme.test
   concierge review reject 12 --actor hana@acme.test --because "needs legal sign-off"
 """,
+    "serve": """\
+examples:
+  SLACK_BOT_TOKEN=xoxb-… SLACK_SIGNING_SECRET=… concierge serve     Events API on $PORT
+  SLACK_BOT_TOKEN=xoxb-… SLACK_APP_TOKEN=xapp-… concierge serve     Socket Mode
+""",
+    "jobs": """\
+examples:
+  concierge jobs list
+  concierge jobs run weekly_report
+""",
+    "audit": """\
+examples:
+  concierge audit verify
+  concierge audit export --since 2026-01-01 --format jsonl > audit.jsonl
+""",
+    "exchange": """\
+examples:
+  concierge exchange show 3f2c9a5e-…          the id that ask --json prints
+  concierge exchange show 3f2c9a5e-… --json
+""",
+    "dataflow": """\
+examples:
+  concierge dataflow --format html --out dataflow.html
+""",
     "eval": """\
 examples:
   concierge eval questions.yaml --candidate concierge.yaml --candidate candidate.yaml
@@ -104,6 +128,7 @@ examples:
 """,
 }
 
+AS_HELP = "ask as this person (default: the config's default_person, else its first member)"
 WHO_HELP = "an email, group:NAME or channel:NAME"
 WHAT_HELP = "a source name, or role:NAME"
 ACTOR_HELP = "who is acting, for the audit log (an email; cli: the shell operator)"
@@ -123,13 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     command("serve", "connect to Slack (Socket Mode with SLACK_APP_TOKEN, else HTTP on $PORT)")
 
     chat = command("chat", "a terminal conversation through the pipeline")
-    chat.add_argument("--as", dest="as_", metavar="EMAIL", help="ask as this person")
+    chat.add_argument("--as", dest="as_", metavar="EMAIL", help=AS_HELP)
 
     ask = command("ask", "ask one question; the answer goes to stdout")
     ask.add_argument("question", help="the question, in quotes")
-    ask.add_argument(
-        "--as", dest="as_", metavar="EMAIL", help="ask as this person (default: the config's)"
-    )
+    ask.add_argument("--as", dest="as_", metavar="EMAIL", help=AS_HELP)
     ask.add_argument("--channel", metavar="NAME", help="answer as if posted in this channel")
     ask.add_argument("--json", action="store_true", help="print the recorded exchange as JSON")
 
