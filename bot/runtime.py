@@ -23,7 +23,7 @@ from bot.core.embeddings import make_embedder
 from bot.core.generate import ModelRouter, RouterTimings
 from bot.core.identity import DirectoryResolver, IdentityResolver, UnknownPerson
 from bot.core.limits import LocalRateLimiter, RateLimiter, RedisRateLimiter
-from bot.core.models import build_registry, model_notes
+from bot.core.models import build_registry, embeddings_unusable, model_notes
 from bot.core.pipeline import Pipeline, PipelineDeps
 from bot.core.prompts import load_prompt
 from bot.core.retrieve import Retriever
@@ -315,11 +315,16 @@ async def build_runtime(
     store.spool = spool
     # What an earlier run could not record is written first, if the database answers.
     await replay_now(store, spool)
-    embedder = await asyncio.to_thread(
-        make_embedder,
-        config.embeddings,
-        api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
-        base_url=settings.openai_base_url,
+    unembedded = embeddings_unusable(config.embeddings, settings)
+    embedder = (
+        None
+        if unembedded
+        else await asyncio.to_thread(
+            make_embedder,
+            config.embeddings,
+            api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
+            base_url=settings.openai_base_url,
+        )
     )
     context = ConnectorContext(
         config=config,
@@ -337,6 +342,8 @@ async def build_runtime(
     )
     connectors = build_connectors(context)
     warnings: list[str] = unknown_key_warnings(config)
+    if unembedded:
+        warnings.append(unembedded)
     if prepare:
         for found in await asyncio.gather(*(c.prepare() for c in connectors.values())):
             warnings.extend(found)

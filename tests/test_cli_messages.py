@@ -493,3 +493,15 @@ async def test_serve_names_an_unusable_model_at_start(env: dict[str, str], works
     note = "model primary (openai) is not usable: OPENAI_API_KEY is not set; answers use offline"
     assert text.count(note) == 1, text[-2000:]
     assert "Traceback" not in text
+
+
+def test_openai_embeddings_without_a_key_are_named_and_words_answer(cli, workspace) -> None:
+    text = workspace.config.read_text() + (
+        "embeddings: {provider: openai, model: text-embedding-3-small}\n"
+    )
+    workspace.config.write_text(text)
+    r = cli("ask", QUESTION, "--as", "eve@canary.test", "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["outcome"] == "answered"
+    assert r.err.count("embeddings (openai) are not usable: OPENAI_API_KEY is not set") == 1
+    assert "endpoint failed" not in r.err  # no call was made

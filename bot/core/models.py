@@ -13,7 +13,7 @@ from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 
-from bot.config import ModelSpec, WorkspaceConfig
+from bot.config import Embeddings, ModelSpec, WorkspaceConfig
 from bot.core.offline import OfflineChatModel
 from bot.errors import ConfigError
 from bot.settings import Settings
@@ -107,6 +107,21 @@ def unusable_reason(spec: ModelSpec, settings: Settings) -> str | None:
     if key is None and target == host:
         return f"{variable} is not set"
     return None
+
+
+def embeddings_unusable(spec: Embeddings, settings: Settings) -> str | None:
+    """Why the configured embeddings endpoint cannot be used (the same rule as a model: the
+    provider's own service with no key), or None."""
+    if spec.provider != "openai" or settings.openai_api_key is not None:
+        return None
+    base = spec.base_url or settings.openai_base_url
+    target = urllib.parse.urlsplit(base).hostname if base else _PROVIDERS["openai"][3]
+    if target != _PROVIDERS["openai"][3]:
+        return None
+    return (
+        "embeddings (openai) are not usable: OPENAI_API_KEY is not set; documents are "
+        "searched by words only"
+    )
 
 
 def build_registry(config: WorkspaceConfig, settings: Settings) -> dict[str, RegisteredModel]:
