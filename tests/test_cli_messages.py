@@ -505,3 +505,15 @@ def test_openai_embeddings_without_a_key_are_named_and_words_answer(cli, workspa
     assert json.loads(r.out)["outcome"] == "answered"
     assert r.err.count("embeddings (openai) are not usable: OPENAI_API_KEY is not set") == 1
     assert "endpoint failed" not in r.err  # no call was made
+
+
+def test_a_misspelt_log_level_is_named_not_ignored(cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOG_LEVEL", "inf")
+    r = cli("ask", QUESTION)
+    assert r.code == 2
+    assert one_clean_line(r.err) == (
+        "concierge: environment variable LOG_LEVEL: 'inf' is not a log level: "
+        "did you mean INFO? use DEBUG, INFO, WARNING or ERROR\n"
+    )
+    monkeypatch.setenv("LOG_LEVEL", "warn")  # what the logging module accepts still works
+    assert cli("ask", QUESTION, "--as", "eve@canary.test").code == 0

@@ -345,7 +345,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         except ValidationError as exc:
             err = exc.errors()[0]
             raise UsageError(
-                f"environment variable {str(err['loc'][0]).upper()}: {err['msg']}"
+                f"environment variable {str(err['loc'][0]).upper()}: "
+                f"{str(err['msg']).removeprefix('Value error, ')}"
             ) from None
         _configure_logging(settings.log_level, settings.log_format)
         from bot.telemetry import configure_tracing
