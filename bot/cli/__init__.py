@@ -308,8 +308,9 @@ def _configure_logging(level: str, fmt: str = "text") -> None:
     chatty = max(numeric, logging.WARNING) if numeric > logging.DEBUG else numeric
     for name in CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(chatty)
-    for name in BODY_LOGGERS:
-        logging.getLogger(name).setLevel(max(chatty, logging.INFO))
+    for name in BODY_LOGGERS:  # never below INFO; chatty ones not below the chatty level
+        floor = max(chatty, logging.INFO) if name in CHATTY_LOGGERS else logging.INFO
+        logging.getLogger(name).setLevel(max(numeric, floor))
     for name in ("sqlalchemy.engine", "sqlalchemy.orm"):  # statements; mapper set-up
         logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
 
