@@ -517,3 +517,11 @@ def test_a_misspelt_log_level_is_named_not_ignored(cli, monkeypatch: pytest.Monk
     )
     monkeypatch.setenv("LOG_LEVEL", "warn")  # what the logging module accepts still works
     assert cli("ask", QUESTION, "--as", "eve@canary.test").code == 0
+
+
+def test_an_unknown_job_gets_the_nearest(cli) -> None:
+    r = cli("jobs", "run", "weekly-report")
+    assert r.code == 2
+    assert "unknown job 'weekly-report'; did you mean weekly_report? jobs: " in one_clean_line(
+        r.err
+    )
