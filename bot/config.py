@@ -6,8 +6,10 @@ Relative paths in the file are resolved against the file's own folder.
 
 from __future__ import annotations
 
+import difflib
 import re
 import urllib.parse
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -163,7 +165,11 @@ class Source(BaseModel):
     @classmethod
     def _kind(cls, value: str) -> str:
         if value not in SOURCE_KINDS:
-            raise ValueError(f"unknown kind {value!r}; known kinds: {', '.join(SOURCE_KINDS)}")
+            near = nearest(value, SOURCE_KINDS)
+            hint = f"; did you mean {near!r}?" if near else ""
+            raise ValueError(
+                f"unknown kind {value!r}; known kinds: {', '.join(SOURCE_KINDS)}{hint}"
+            )
         return value
 
     @field_validator("readers", mode="before")
@@ -489,7 +495,10 @@ class WorkspaceConfig(_Strict):
             seen.add(s.name)
             for token in s.reader_tokens:
                 if token.startswith("role:") and token[5:] not in self.roles:
-                    raise ValueError(f"source {s.name!r} reads role {token[5:]!r}, not in roles")
+                    raise ValueError(
+                        f"source {s.name!r} reads role {token[5:]!r}, not in roles"
+                        + _did_you_mean(token[5:], self.roles)
+                    )
         emails = [p.email for p in self.people]
         dupes = {e for e in emails if emails.count(e) > 1}
         if dupes:
@@ -499,13 +508,17 @@ class WorkspaceConfig(_Strict):
             raise ValueError("model names must be unique")
         for link in self.routing.chain:
             if link not in names:
-                raise ValueError(f"routing.chain names {link!r}, which is not in models")
+                raise ValueError(
+                    f"routing.chain names {link!r}, which is not in models"
+                    + _did_you_mean(link, names)
+                )
         rewriter = self.retrieval.rewrite.model
         if rewriter is not None:
             spec = next((m for m in self.models if m.name == rewriter), None)
             if spec is None:
                 raise ValueError(
                     f"retrieval.rewrite.model names {rewriter!r}, which is not in models"
+                    + _did_you_mean(rewriter, names)
                 )
             if spec.provider == "offline":
                 raise ValueError(
@@ -514,7 +527,10 @@ class WorkspaceConfig(_Strict):
                 )
         for link in self.routing.step_down_chain or ():
             if link not in names:
-                raise ValueError(f"routing.step_down_chain names {link!r}, which is not in models")
+                raise ValueError(
+                    f"routing.step_down_chain names {link!r}, which is not in models"
+                    + _did_you_mean(link, names)
+                )
         return self
 
     def source(self, name: str) -> Source | None:
@@ -581,12 +597,23 @@ def _field_path(loc: tuple[Any, ...], data: Any) -> str:
     return "".join(parts) or "(top level)"
 
 
-def unknown_keys(model: BaseModel, where: str = "") -> list[str]:
-    """Dotted paths of keys the config has but this version does not know (ignored).
-    Sources and models keep extra keys on purpose (kind- and provider-specific settings)."""
-    found: list[str] = []
+def nearest(word: str, choices: Iterable[str]) -> str | None:
+    """The choice closest to ``word`` (a misspelling), or None when none is close."""
+    found = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    near = nearest(word, choices)
+    return f"; did you mean {near!r}?" if near else ""
+
+
+def _unknown(model: BaseModel, where: str = "") -> list[tuple[str, str | None]]:
+    """(dotted path, nearest known key) for each key this version does not know."""
+    found: list[tuple[str, str | None]] = []
     if not isinstance(model, (Source, ModelSpec)):
-        found += [f"{where}{k}" for k in (model.model_extra or {})]
+        known = [k for k in type(model).model_fields if k != "path"]
+        found += [(f"{where}{k}", nearest(str(k), known)) for k in (model.model_extra or {})]
     for name in type(model).model_fields:
         value = getattr(model, name)
         items = (
@@ -597,8 +624,52 @@ def unknown_keys(model: BaseModel, where: str = "") -> list[str]:
         for i, item in enumerate(items):
             if isinstance(item, BaseModel):
                 label = name if not isinstance(value, (tuple, dict)) else f"{name}[{i}]"
-                found += unknown_keys(item, f"{where}{label}.")
+                found += _unknown(item, f"{where}{label}.")
     return found
+
+
+def unknown_keys(model: BaseModel, where: str = "") -> list[str]:
+    """Dotted paths of keys the config has but this version does not know (ignored).
+    Sources and models keep extra keys on purpose (kind- and provider-specific settings)."""
+    return [path for path, _ in _unknown(model, where)]
+
+
+def unknown_key_warnings(config: WorkspaceConfig) -> list[str]:
+    """One line per unknown key, with the nearest known key when one is close."""
+    lines = []
+    for path, near in _unknown(config):
+        hint = ""
+        if near is not None:
+            parent = path.rpartition(".")[0]
+            hint = f"; did you mean '{parent + '.' if parent else ''}{near}'?"
+        lines.append(
+            f"config file {config.path}: '{path}' is not a known setting and is ignored{hint}"
+        )
+    return lines
+
+
+def _hint(err: Any, data: Any) -> str:
+    """ "did you mean" for a misspelt required key or a misspelt choice."""
+    if err["type"] == "missing" and err["loc"]:
+        parent: Any = data
+        for item in err["loc"][:-1]:
+            if isinstance(parent, dict):
+                parent = parent.get(item)
+            elif isinstance(parent, list) and isinstance(item, int) and item < len(parent):
+                parent = parent[item]
+            else:
+                return ""
+        if isinstance(parent, dict):
+            want = str(err["loc"][-1])
+            typo = nearest(want, [str(k) for k in parent if k != want])
+            if typo is not None:
+                return f" (the file has '{typo}': did you mean '{want}'?)"
+    if err["type"] == "literal_error" and isinstance(err.get("input"), str):
+        choices = re.findall(r"'([^']*)'", str((err.get("ctx") or {}).get("expected", "")))
+        near = nearest(err["input"], choices)
+        if near is not None:
+            return f"; did you mean '{near}'?"
+    return ""
 
 
 def load_config(path: Path) -> WorkspaceConfig:
@@ -626,7 +697,7 @@ def load_config(path: Path) -> WorkspaceConfig:
     except ValidationError as exc:
         err = exc.errors()[0]
         field = _field_path(tuple(err["loc"]), data)
-        msg = str(err["msg"]).removeprefix("Value error, ")
+        msg = str(err["msg"]).removeprefix("Value error, ") + _hint(err, data)
         more = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
         raise ConfigError(f"config file {where}: {field}: {msg}{more}") from None
     return config

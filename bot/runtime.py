@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.config import WorkspaceConfig, load_config, unknown_keys
+from bot.config import WorkspaceConfig, load_config, unknown_key_warnings
 from bot.core.access import AccessPolicy, ActiveGrant
 from bot.core.breaker import Breaker, LocalBreaker, RedisBreaker
 from bot.core.budgets import Budgets, Ledger, LocalLedger, RedisLedger, SpendUnknown
@@ -24,7 +24,14 @@ from bot.core.generate import ModelRouter, RouterTimings
 from bot.core.hedging import FirstTokenWindow
 from bot.core.identity import DirectoryResolver, IdentityResolver, UnknownPerson
 from bot.core.limits import LocalRateLimiter, RateLimiter, RedisRateLimiter
-from bot.core.models import RegisteredModel, build_chat_model, build_registry
+from bot.core.models import (
+    RegisteredModel,
+    build_chat_model,
+    build_registry,
+    embeddings_unusable,
+    model_notes,
+    unusable_reason,
+)
 from bot.core.pipeline import Pipeline, PipelineDeps
 from bot.core.prompts import load_prompt
 from bot.core.retrieve import Retriever
@@ -326,7 +333,12 @@ def make_rewriter(
     if link is None:
         spec = config.model_spec(rewrite.model)
         assert spec is not None  # the config checks that it names a model
+        reason = unusable_reason(spec, settings)
+        if reason is not None:
+            return None  # no key or package: the question is searched as asked
         link = RegisteredModel(spec, build_chat_model(spec, settings))
+    if link.unusable is not None:
+        return None
     return QueryRewriter(link, rewrite, workspace=config.name)
 
 
@@ -348,11 +360,16 @@ async def build_runtime(
     # What an earlier run could not record is written first, if the database answers.
     unannounced: list[Review] = []
     await replay_now(store, spool, {"feedback": feedback_handler(config)}, unannounced)
-    embedder = await asyncio.to_thread(
-        make_embedder,
-        config.embeddings,
-        api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
-        base_url=settings.openai_base_url,
+    unembedded = embeddings_unusable(config.embeddings, settings)
+    embedder = (
+        None
+        if unembedded
+        else await asyncio.to_thread(
+            make_embedder,
+            config.embeddings,
+            api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
+            base_url=settings.openai_base_url,
+        )
     )
     context = ConnectorContext(
         config=config,
@@ -369,10 +386,9 @@ async def build_runtime(
         ),
     )
     connectors = build_connectors(context)
-    warnings: list[str] = [
-        f"config file {config.path}: '{key}' is not a known setting and is ignored"
-        for key in unknown_keys(config)
-    ]
+    warnings: list[str] = unknown_key_warnings(config)
+    if unembedded:
+        warnings.append(unembedded)
     if prepare:
         for found in await asyncio.gather(*(c.prepare() for c in connectors.values())):
             warnings.extend(found)
@@ -388,6 +404,7 @@ async def build_runtime(
     breaker = make_breaker(settings, config)
     window = FirstTokenWindow()  # both chains learn the same models' first-token times
     router = ModelRouter([registry[name] for name in config.chain], timings, breaker, window)
+    warnings.extend(model_notes(router.chain))
     cheaper = ModelRouter(
         [registry[name] for name in config.step_down_chain], timings, breaker, window
     )

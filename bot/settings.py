@@ -64,6 +64,19 @@ class Settings(BaseSettings):
     openai_base_url: str | None = None
     anthropic_api_key: SecretStr | None = None
 
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        import difflib
+        import logging
+
+        names = [n for n in logging.getLevelNamesMapping() if n != "NOTSET"]
+        if value.strip().upper() in names:
+            return value.strip().upper()
+        near = difflib.get_close_matches(value.strip().upper(), names, n=1, cutoff=0.6)
+        hint = f"did you mean {near[0]}? " if near else ""
+        raise ValueError(f"{value!r} is not a log level: {hint}use DEBUG, INFO, WARNING or ERROR")
+
     @field_validator("slack_api_url")
     @classmethod
     def _trailing_slash(cls, value: str) -> str:

@@ -25,6 +25,7 @@ from bot.errors import UsageError
 from bot.settings import Settings
 from bot.store import chain, repo
 from bot.store.db import Store, StoreError, is_current, make_engine
+from bot.store.diagnose import describe
 from bot.store.models import AuditEvent
 
 SHOWN_BREAKS = 100
@@ -47,7 +48,8 @@ def audit(settings: Settings, args: argparse.Namespace) -> int:
         _silence_stdout()
         return 1
     except SQLAlchemyError as exc:
-        err(f"concierge: cannot read the audit log: {exc.__class__.__name__}")
+        why = describe(exc, settings.effective_database_url)
+        err(f"concierge: cannot read the audit log: {why}")
         return 2
     except StoreError as exc:
         err(f"concierge: {exc}")
@@ -69,7 +71,7 @@ def open_for_reading(url: str) -> Store:
         engine.dispose()
         raise StoreError(
             f"cannot reach the database ({engine.url.render_as_string(hide_password=True)}): "
-            f"{exc.__class__.__name__}"
+            f"{describe(exc, engine.url)}"
         ) from exc
     if not current:
         engine.dispose()

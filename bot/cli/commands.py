@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from bot.cli.output import out
-from bot.config import load_config
+from bot.config import load_config, nearest
 from bot.core.access import AccessPolicy
 from bot.core.admin import AccessAdmin, Requests, format_time, parse_duration
 from bot.core.identity import DirectoryResolver
@@ -19,10 +19,10 @@ from bot.store.db import Store, make_engine, upgrade
 def db_upgrade(settings: Settings) -> int:
     engine = make_engine(settings.effective_database_url)
     try:
-        upgrade(engine)
+        done = upgrade(engine)
     finally:
         engine.dispose()
-    out(f"database at {engine.url.render_as_string(hide_password=True)} is up to date")
+    out(f"database {engine.url.render_as_string(hide_password=True)}: {done.summary}")
     return 0
 
 
@@ -169,7 +169,9 @@ def jobs(settings: Settings, args: argparse.Namespace) -> int:
             out(f"{name:<17} {when:<15} {seen}")
         return 0
     if args.name not in JOB_NAMES:
-        raise UsageError(f"unknown job {args.name!r}; jobs: {', '.join(JOB_NAMES)}")
+        near = nearest(args.name, JOB_NAMES)
+        hint = f"did you mean {near}? " if near else ""
+        raise UsageError(f"unknown job {args.name!r}; {hint}jobs: {', '.join(JOB_NAMES)}")
 
     async def run_now() -> int:
         runtime = await build_runtime(settings, config=config, prepare=False)

@@ -87,7 +87,8 @@ class ContentRefused(Exception):
 
 def classify(exc: BaseException) -> str:
     """An error class the router acts on: timeout, rate_limited, server_error, connection,
-    context_length, content_refusal; otherwise the exception's class name."""
+    context_length, content_refusal, not_configured (401/403: the key is missing or
+    wrong); otherwise the exception's class name."""
     name = exc.__class__.__name__
     status = getattr(exc, "status_code", None) or getattr(
         getattr(exc, "response", None), "status_code", None
@@ -104,6 +105,8 @@ def classify(exc: BaseException) -> str:
         return "server_error"
     if status in (400, 413) and _CONTEXT.search(text):
         return "context_length"
+    if status in (401, 403) or "Authentication" in name or "PermissionDenied" in name:
+        return "not_configured"  # the key is missing, wrong or lacks access to the model
     if "Connection" in name or "APIConnection" in name:
         return "connection"
     return name
@@ -274,6 +277,9 @@ class ModelRouter:
                 pending.pop(0)
                 attempt = Attempt(model=link.name, started_ms=_ms(ctx.started))
                 result.attempts.append(attempt)
+                if link.unusable is not None:  # no key or no package: said at start-up
+                    attempt.outcome, attempt.error = "skipped", "not_configured"
+                    continue
                 if not ctx.data_classes <= link.spec.accepted_classes:
                     attempt.outcome, attempt.error = "skipped", "data_class"
                     continue

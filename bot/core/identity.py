@@ -7,6 +7,7 @@ provides its own resolver built on users.info, behind the same protocol.
 
 from __future__ import annotations
 
+import difflib
 from typing import Protocol
 
 from bot.config import EMAIL_RE, WorkspaceConfig
@@ -59,7 +60,21 @@ class DirectoryResolver:
             return Asker(email)
         raise UnknownPerson(
             f"{email} is not in the workspace's people (config file {self.config.path})"
+            f"{self.suggest(email)}"
         )
+
+    def suggest(self, email: str, shown: int = 8) -> str:
+        """ "; did you mean …?" with the nearest known emails, else the people who are known."""
+        known = sorted(self.known)
+        if not known:
+            return ""
+        near = difflib.get_close_matches(email, known, n=2, cutoff=0.85)
+        local = email.partition("@")[0]
+        near += [k for k in known if k.partition("@")[0] == local and k not in near]
+        if near:
+            return f"; did you mean {' or '.join(near[:3])}?"
+        more = f" and {len(known) - shown} more" if len(known) > shown else ""
+        return f"; known people: {', '.join(known[:shown])}{more}"
 
     async def resolve(self, ref: str) -> Asker:
         return self.lookup(ref)

@@ -32,12 +32,20 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    InterfaceError,
+    NoSuchModuleError,
+    OperationalError,
+    SQLAlchemyError,
+)
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.errors import ConciergeError
+from bot.errors import ConciergeError, UsageError
 from bot.outage import Outage
+from bot.store.diagnose import REACH_PROBLEMS, describe, describe_url_problem, kind_of
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _migrate_lock = threading.Lock()
@@ -55,6 +63,15 @@ class StoreError(ConciergeError):
 
 class StoreUnavailable(StoreError):
     """The database cannot be reached now (refused, dropped, timed out, locked)."""
+
+
+class DatabaseUrlError(StoreError, UsageError):
+    """DATABASE_URL cannot be used at all: not a URL, or a database Concierge does not
+    support or whose driver is not installed (a usage error: exit code 2)."""
+
+
+# The databases Concierge is built and tested for (migrations, locking, the job store).
+SUPPORTED_BACKENDS = ("sqlite", "postgresql")
 
 
 @dataclass(frozen=True)
@@ -93,8 +110,8 @@ class Health(Outage):
         self.what = what
         super().__init__(
             log,
-            f"the database ({what}) is unreachable (%s): questions are still answered and "
-            "their records spooled until it returns",
+            f"the database ({what}) cannot be used: %s; questions are still answered and "
+            "their records spooled until it can",
             f"the database ({what}) is reachable again after %.1f s",
         )
 
@@ -109,13 +126,30 @@ def normalise_url(url: str) -> str:
 
 
 def make_engine(url: str, timeouts: Timeouts | None = None) -> Engine:
-    timeouts = timeouts or Timeouts()
-    url = normalise_url(url)
+    """The engine for ``url``; raises DatabaseUrlError (never a traceback) for a URL that is
+    not one, a database we do not support, or a driver that is not installed."""
+    original = url
+    try:
+        return _make_engine(normalise_url(url), timeouts or Timeouts())
+    except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+        raise DatabaseUrlError(describe_url_problem(original, exc)) from None
+
+
+def _make_engine(url: str, timeouts: Timeouts) -> Engine:
     parsed = make_url(url)
+    if parsed.get_backend_name() not in SUPPORTED_BACKENDS:
+        raise NoSuchModuleError(parsed.drivername)
     busy_ms = int(timeouts.statement_s * 1000)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(parsed.database).parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(
+                    f"the SQLite file's folder {folder} cannot be created ({exc.strerror}): "
+                    "choose a writable place with CONCIERGE_DATA_DIR or DATABASE_URL"
+                ) from None
         engine = create_engine(
             url, connect_args={"timeout": timeouts.statement_s, "check_same_thread": False}
         )
@@ -152,18 +186,45 @@ def _alembic_config(engine: Engine) -> AlembicConfig:
     return cfg
 
 
+def _where(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)
+
+
+def current_revisions(engine: Engine) -> tuple[str, ...]:
+    """The schema's revisions as the database records them (empty: no schema yet)."""
+    with engine.connect() as conn:
+        return tuple(sorted(MigrationContext.configure(conn).get_current_heads()))
+
+
 def is_current(engine: Engine) -> bool:
     script = ScriptDirectory.from_config(_alembic_config(engine))
-    with engine.connect() as conn:
-        current = MigrationContext.configure(conn).get_current_heads()
-    return set(current) == set(script.get_heads())
+    return set(current_revisions(engine)) == set(script.get_heads())
 
 
-def upgrade(engine: Engine) -> None:
+@dataclass(frozen=True)
+class Migration:
+    """What ``upgrade`` did: the revisions before and after."""
+
+    before: tuple[str, ...]
+    after: tuple[str, ...]
+
+    @property
+    def summary(self) -> str:
+        after = ", ".join(self.after) or "none"
+        if not self.before:
+            return f"created the schema at revision {after}"
+        if self.before == self.after:
+            return f"already up to date at revision {after}"
+        return f"upgraded the schema from revision {', '.join(self.before)} to {after}"
+
+
+def upgrade(engine: Engine) -> Migration:
     """Apply all migrations (``app.py db upgrade``; also done on start when behind)."""
     with _migrate_lock:
         try:
+            before = current_revisions(engine)
             command.upgrade(_alembic_config(engine), "head")
+            done = Migration(before, current_revisions(engine))
         except SQLAlchemyError as exc:
             hint = ""
             if getattr(getattr(exc, "orig", None), "sqlstate", None) == "42501":
@@ -171,8 +232,11 @@ def upgrade(engine: Engine) -> None:
                 hint = " (this role may not change the schema: run `app.py db upgrade` as the "
                 hint += "role that owns the tables)"
             raise StoreError(
-                f"cannot migrate the database: {exc.__class__.__name__}{hint}"
+                f"cannot migrate the database ({_where(engine)}): {describe(exc, engine.url)}{hint}"
             ) from exc
+    if done.before != done.after:
+        log.info("database %s: %s", _where(engine), done.summary)
+    return done
 
 
 def ensure_schema(engine: Engine) -> None:
@@ -180,9 +244,9 @@ def ensure_schema(engine: Engine) -> None:
     try:
         current = is_current(engine)
     except SQLAlchemyError as exc:
+        verb = "reach" if kind_of(exc) in REACH_PROBLEMS else "use"
         raise StoreError(
-            f"cannot reach the database ({engine.url.render_as_string(hide_password=True)}): "
-            f"{exc.__class__.__name__}"
+            f"cannot {verb} the database ({_where(engine)}): {describe(exc, engine.url)}"
         ) from exc
     if not current:
         upgrade(engine)
@@ -217,7 +281,8 @@ class Store:
             if not is_unavailable(exc.__cause__ or exc):
                 raise
             store = cls(make_engine(url, timeouts), timeouts)
-            store.health.failed(str(exc))
+            cause = exc.__cause__
+            store.health.failed(describe(cause, store.engine.url) if cause else str(exc))
             return store
 
     def unavailable(self) -> StoreUnavailable:
@@ -239,7 +304,7 @@ class Store:
                 with contextlib.suppress(Exception):  # a dead connection cannot roll back
                     session.rollback()
                 if is_unavailable(exc):
-                    self.health.failed(exc.__class__.__name__)
+                    self.health.failed(describe(exc, self.engine.url))
                     raise self.unavailable() from exc
                 raise
         self.health.ok()
@@ -266,7 +331,7 @@ class Store:
                 conn.exec_driver_sql("SELECT 1")
         except SQLAlchemyError as exc:
             if is_unavailable(exc):
-                self.health.failed(exc.__class__.__name__)
+                self.health.failed(describe(exc, self.engine.url))
                 return False
             raise
         self.health.ok()

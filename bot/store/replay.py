@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from bot.store import repo
@@ -130,6 +131,13 @@ def replay_for(url: str, spool: Spool, timeouts: Timeouts | None = None) -> int:
     try:
         store = Store.open(url, migrate=False, timeouts=timeouts)
     except StoreError:
+        return 0
+    try:
+        # Quietly: a database that cannot be used is the command's own one-line error next.
+        with store.engine.connect():
+            pass
+    except SQLAlchemyError:
+        store.close()
         return 0
     try:
         return replay(store, spool)
