@@ -348,13 +348,15 @@ async def build_runtime(
     config: WorkspaceConfig | None = None,
     identity: IdentityResolver | None = None,
     prepare: bool = True,
+    degraded: bool = True,
 ) -> Runtime:
     """Everything the pipeline needs. Raises ConfigError / StoreError with a readable message."""
     config = config or load_config(settings.concierge_config)
     timeouts = Timeouts(settings.db_connect_timeout_s, settings.db_timeout_s)
-    store = await asyncio.to_thread(
-        Store.open_degraded, settings.effective_database_url, timeouts=timeouts
-    )
+    # Degraded: a database that cannot be reached is marked down and records are spooled
+    # (questions are still answered); otherwise its cause is the command's error.
+    opener = Store.open_degraded if degraded else Store.open
+    store = await asyncio.to_thread(opener, settings.effective_database_url, timeouts=timeouts)
     spool = Spool(settings.spool_dir)
     store.spool = spool
     # What an earlier run could not record is written first, if the database answers.

@@ -119,7 +119,7 @@ def report(settings: Settings, args: argparse.Namespace) -> int:
         raise UsageError("--days is between 1 and 3660")
 
     async def make() -> Report:
-        runtime = await build_runtime(settings, prepare=False)
+        runtime = await build_runtime(settings, prepare=False, degraded=False)
         try:
             # Written for the owners (or the people named): text only they may all read.
             readers = args.for_ or runtime.config.owners

@@ -21,7 +21,7 @@ def review(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _review(settings: Settings, args: argparse.Namespace) -> int:
-    runtime = await build_runtime(settings, prepare=False)
+    runtime = await build_runtime(settings, prepare=False, degraded=False)
     try:
         if args.op == "list":
             return await _list(runtime)
