@@ -56,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--for", dest="for_", metavar="DURATION", help="e.g. 30d, 12h, 2w")
     g.add_argument("--because", metavar="TEXT")
     g.add_argument("--actor", metavar="EMAIL", default="cli")
+    g.add_argument(
+        "--yes",
+        action="store_true",
+        help="grant even when warned (a person the directory does not know, or a "
+        "confidential source for a channel)",
+    )
     r = asub.add_parser("revoke", help="revoke a grant")
     r.add_argument("who")
     r.add_argument("what")

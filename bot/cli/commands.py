@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from bot.cli.output import out
-from bot.config import load_config
+from bot.cli.output import err, out
+from bot.config import WorkspaceConfig, load_config
 from bot.core.access import AccessPolicy
 from bot.core.admin import AccessAdmin, Requests, format_time, parse_duration
 from bot.core.identity import DirectoryResolver
+from bot.core.offers import who_decides
 from bot.core.types import Audience
 from bot.errors import UsageError
 from bot.settings import Settings
@@ -26,6 +27,14 @@ def db_upgrade(settings: Settings) -> int:
     return 0
 
 
+def grant_warnings(admin: AccessAdmin, config: WorkspaceConfig, who: str, what: str) -> list[str]:
+    """The warnings a grant needs ``--yes`` for; people are checked against the config's
+    directory (the people the terminal knows)."""
+    directory = DirectoryResolver(config)
+    where = f"the config's people ({config.path})"
+    return admin.grant_warnings(who, what, known=directory.known.__contains__, directory=where)
+
+
 def access(settings: Settings, args: argparse.Namespace) -> int:
     config = load_config(settings.concierge_config)
     store = Store.open(settings.effective_database_url)
@@ -37,12 +46,18 @@ def access(settings: Settings, args: argparse.Namespace) -> int:
                 raise UsageError("--actor is an email address")
             if args.op == "grant":
                 duration = parse_duration(args.for_) if args.for_ else None
+                warnings = grant_warnings(admin, config, args.who, args.what)
+                if warnings and not args.yes:
+                    for warning in warnings:
+                        err(f"warning: {warning}")
+                    raise UsageError("nothing was granted: repeat with --yes to grant anyway")
                 result = admin.grant(
                     actor=actor,
                     who=args.who,
                     what=args.what,
                     duration=duration,
                     reason=args.because,
+                    warnings=warnings,
                 )
             else:
                 result = admin.revoke(
@@ -64,7 +79,8 @@ def access(settings: Settings, args: argparse.Namespace) -> int:
                 reason=args.because,
                 already_readable=args.source.strip().lower() in readable,
             )
-            out(f"Request #{req.id} for {req.source} is waiting for {', '.join(req.approvers)}.")
+            who = who_decides(config, config.source(req.source))
+            out(f"Request #{req.id} for {req.source} is waiting for {who}.")
         elif args.op in ("approve", "deny"):
             req, grant = Requests(admin).decide(
                 request_id=args.request_id,

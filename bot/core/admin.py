@@ -9,17 +9,21 @@ Functions are synchronous database work: async callers use ``asyncio.to_thread``
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from bot.config import EMAIL_RE, WorkspaceConfig, normalise_reader
-from bot.core.access import source_token
+from bot.config import EMAIL_RE, Source, WorkspaceConfig, normalise_reader
+from bot.core.access import AccessPolicy, ActiveGrant, may_read_source, source_token
+from bot.core.identity import DirectoryResolver
+from bot.core.offers import deciders, who_decides
 from bot.core.types import Asker
 from bot.errors import UsageError
 from bot.store import repo
 from bot.store.db import Store
 from bot.store.models import AccessRequest, AuditEvent, Grant, utcnow
 from bot.store.replay import audit_or_spool
+from connectors.docs_access import narrowed_documents
 
 DURATION_RE = re.compile(r"^\s*(\d{1,4})\s*(m|min|h|d|w)\s*$", re.IGNORECASE)
 UNITS = {"m": "minutes", "min": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -151,7 +155,10 @@ class AccessAdmin:
         what: str,
         duration: timedelta | None = None,
         reason: str | None = None,
+        warnings: Sequence[str] = (),
     ) -> Outcome:
+        """Grant ``what`` to ``who``. ``warnings``: those of ``grant_warnings`` the actor saw
+        and confirmed; kept in the audit row."""
         principal = self.parse_who(who)
         target = self.parse_what(what)
         why = self._reason(reason)
@@ -174,6 +181,7 @@ class AccessAdmin:
                     "grant_id": grant.id,
                     "expires_at": expires.isoformat() if expires else None,
                     "replaces": existing.id if existing else None,
+                    **({"confirmed_warnings": list(warnings)} if warnings else {}),
                 },
             )
         until = f" until {expires:%Y-%m-%d %H:%M} UTC" if expires else ""
@@ -233,8 +241,59 @@ class AccessAdmin:
         principal = self.parse_who(value)
         return [g for g in rows if g.principal == principal]
 
+    def grant_warnings(
+        self, who: str, what: str, *, known: Callable[[str], bool], directory: str
+    ) -> list[str]:
+        """What an admin should look at twice before this grant is made: a person the
+        directory does not know (``known(email)``; ``directory`` says which one), a group
+        nobody is in, and confidential text for a channel, where everyone in it reads the
+        answers. Empty when there is nothing to confirm."""
+        principal = self.parse_who(who)
+        target = self.parse_what(what)
+        found: list[str] = []
+        if principal.startswith("user:") and not known(principal[5:]):
+            found.append(
+                f"{principal[5:]} is not in {directory}: check the address (a grant to a "
+                "mistyped email gives nobody access, and anyone who later holds that address "
+                "gets it)."
+            )
+        if principal.startswith("group:") and not self._group_exists(principal[6:]):
+            found.append(
+                f"nobody is in {principal}: no person in the config has that group and no "
+                "Slack user group is bound to it."
+            )
+        if principal.startswith("channel:"):
+            secret = self._confidential(target)
+            if secret:
+                what_ = ", ".join(secret)
+                found.append(
+                    f"{what_} {'is' if len(secret) == 1 else 'are'} confidential, and "
+                    f"{principal} is a shared audience: answers posted there may quote "
+                    f"{'it' if len(secret) == 1 else 'them'} to everyone in the channel, "
+                    "including people who may not read it themselves."
+                )
+        return found
+
+    def _group_exists(self, name: str) -> bool:
+        token = f"group:{name}"
+        return (
+            any(name in p.groups for p in self.config.people)
+            or name in self.config.slack_groups
+            or any(token in r.members for r in self.config.roles.values())
+        )
+
+    def _confidential(self, target: str) -> list[str]:
+        """The confidential sources ``target`` (a source, or a role) gives access to."""
+        if target.startswith("role:"):
+            sources = [s for s in self.config.sources if target in s.reader_tokens]
+        else:
+            sources = [s for s in self.config.sources if s.name == target]
+        return [s.name for s in sources if s.data_class not in ("public", "internal")]
+
     def who_can(self, source_name: str) -> list[str]:
-        """Lines describing who may read a source: config readers, then grants."""
+        """Lines describing who may read a source: config readers and grants; the people the
+        directory knows who may read it, and why; the documents whose front matter narrows
+        (or closes) them, with who may read those."""
         target = self.parse_what(source_name)
         if target.startswith("role:"):
             raise UsageError("who-can takes a source name")
@@ -257,6 +316,46 @@ class AccessAdmin:
                 until = f" until {repo.as_utc(g.expires_at):%Y-%m-%d}" if g.expires_at else ""
                 via = "" if g.target == target else f" via {g.target}"
                 lines.append(f"{_label(g.principal)} (grant #{g.id}{via}{until})")
+        held = self._people_principals([ActiveGrant(g.principal, g.target) for g in grants])
+        readers = {e: p for e, p in held.items() if may_read_source(source, p)}
+        if not source.is_public:
+            lines.append(
+                f"people who may read it ({len(readers)} of the {len(held)} the directory knows):"
+            )
+            lines.extend(f"  {e} ({_why(source, p)})" for e, p in readers.items())
+        lines.extend(self._narrowed(source, readers))
+        return lines
+
+    def _people_principals(self, grants: list[ActiveGrant]) -> dict[str, frozenset[str]]:
+        """Everyone the config's directory knows, with what each holds (grants included)."""
+        directory = DirectoryResolver(self.config)
+        policy = AccessPolicy(self.config)
+        return {
+            email: policy.principals(directory.lookup(email), grants)
+            for email in sorted(directory.known)
+        }
+
+    def _narrowed(self, source: Source, readers: dict[str, frozenset[str]]) -> list[str]:
+        if source.kind != "docs":
+            return []
+        folder = self.config.resolve(str(source.setting("path", source.name)))
+        try:
+            docs = narrowed_documents(folder)
+        except OSError as exc:
+            return [f"documents: the folder cannot be read ({exc.strerror})"]
+        if not docs:
+            return ["documents: none narrowed by front matter"]
+        lines = ["documents narrowed by front matter:"]
+        for d in docs:
+            name = f"{d.path} ({d.title})" if d.title else d.path
+            if d.closed is not None:
+                lines.append(f"  {name}: closed, nobody may read it: {d.closed}")
+                continue
+            people = [e for e, p in readers.items() if p.intersection(d.readers)]
+            lines.append(
+                f"  {name}: {', '.join(_label(r) for r in d.readers)}; people: "
+                + (", ".join(people) or "none known")
+            )
         return lines
 
     def audit_log(self, limit: int = 20) -> list[AuditEvent]:
@@ -271,6 +370,14 @@ class AccessAdmin:
 
 def _label(token: str) -> str:
     return token[5:] if token.startswith("user:") else token
+
+
+def _why(source: Source, principals: frozenset[str]) -> str:
+    """Why someone holding ``principals`` may read ``source``: the readers they match."""
+    reasons = [_label(t) for t in sorted(source.reader_tokens & principals)]
+    if source_token(source.name) in principals:
+        reasons.append("a grant")
+    return ", ".join(reasons)
 
 
 def format_time(value: datetime | None) -> str:
@@ -347,10 +454,11 @@ class Requests:
                     details={"request_id": request.id},
                 )
         if not allowed:
-            raise NotAllowed(
-                f"Only {', '.join(request.approvers or self.config.admins)} "
-                "can decide this request."
-            )
+            # Everyone who may decide, by name: the approvers asked, the owner and the admins.
+            source = self.config.source(request.source)
+            others = [p for p in request.approvers or [] if p not in deciders(self.config, source)]
+            who = who_decides(self.config, source) + "".join(f" or {p}" for p in others)
+            raise NotAllowed(f"Only {who} can decide request #{request_id}.")
         status = "approved" if approve else "denied"
         # Claim the decision first (a conditional UPDATE on "pending"): of two approvers
         # clicking at once, one decides and the other is told; no second grant is made.
