@@ -134,7 +134,8 @@ def test_an_offer_follows_what_the_config_says_of_a_source_never_its_documents(
     assert plain["outcome"] == "no_answer" and plain["requestable"] == []
     text = workspace.config.read_text().replace(
         "    requestable: true\n",
-        "    requestable: true\n    description: Budgets, forecasts and the quarter-close ledgers\n",
+        "    requestable: true\n"
+        "    description: Budgets, forecasts and the quarter-close ledgers\n",
     )
     workspace.config.write_text(text)
     described = ask_json(cli, q, "eve@canary.test")
