@@ -108,6 +108,7 @@ def test_a_question_denied_for_want_of_access_is_audited(cli, workspace, db_url:
     workspace.config.write_text(text)
     result = cli("ask", "Where do I submit expenses?", "--as", "maya@canary.test", "--json")
     assert result.code == 0 and json.loads(result.out)["outcome"] == "refused"
+    assert "Ask an admin for access (ada@canary.test)." in json.loads(result.out)["answer"]
     audit = cli("access", "audit", "5").out
     assert "denied" in audit and "maya@canary.test" in audit
     cli("ask", "Where do I submit expenses?", "--as", "eve@canary.test")  # eve may read: no row
