@@ -162,3 +162,29 @@ def test_who_can_lists_people_and_the_documents_front_matter_narrows(cli, worksp
         "everyone (config), guests included",
         "documents: none narrowed by front matter",
     ]
+
+
+async def test_with_a_bot_token_a_grant_checks_the_email_in_slack(cli, monkeypatch) -> None:
+    """A Slack-only workspace lists no people in its config: the command line asks Slack
+    (users.lookupByEmail, through the local stand-in) whether the address is someone's."""
+    import asyncio
+
+    from tests.standins import slack_api
+
+    api = slack_api.SlackStandIn()
+    api.add_user("UNEW", "new@canary.test")  # in Slack, not in the config's people
+    runner = await slack_api.start(api)
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test-token")
+    monkeypatch.setenv("SLACK_API_URL", api.url)
+    try:
+        # The command line runs its own event loop: in a thread, beside the stand-in's.
+        known = await asyncio.to_thread(cli, "access", "grant", "new@canary.test", "runbooks")
+        unknown = await asyncio.to_thread(cli, "access", "grant", "nobody@canary.test", "runbooks")
+    finally:
+        await runner.cleanup()
+    assert known.code == 0, known.err
+    assert unknown.code == 2
+    assert "nobody@canary.test is not in the config's people" in unknown.err
+    assert "or this Slack workspace" in unknown.err
+    looked_up = [p["email"] for p in api.called("users.lookupByEmail")]
+    assert looked_up == ["new@canary.test", "nobody@canary.test"]

@@ -27,12 +27,25 @@ def db_upgrade(settings: Settings) -> int:
     return 0
 
 
-def grant_warnings(admin: AccessAdmin, config: WorkspaceConfig, who: str, what: str) -> list[str]:
-    """The warnings a grant needs ``--yes`` for; people are checked against the config's
-    directory (the people the terminal knows)."""
+def grant_warnings(
+    settings: Settings, admin: AccessAdmin, config: WorkspaceConfig, who: str, what: str
+) -> list[str]:
+    """The warnings a grant needs ``--yes`` for. A person is known when the config's
+    directory names them or, with SLACK_BOT_TOKEN set, Slack has a user with the email."""
     directory = DirectoryResolver(config)
-    where = f"the config's people ({config.path})"
-    return admin.grant_warnings(who, what, known=directory.known.__contains__, directory=where)
+    slack = settings.slack_bot_token is not None
+
+    def known(email: str) -> bool:
+        if email in directory.known:
+            return True
+        if not slack:
+            return False
+        from bot.slack.directory import in_workspace_now
+
+        return in_workspace_now(settings, email)
+
+    where = f"the config's people ({config.path})" + (" or this Slack workspace" if slack else "")
+    return admin.grant_warnings(who, what, known=known, directory=where)
 
 
 def access(settings: Settings, args: argparse.Namespace) -> int:
@@ -46,7 +59,7 @@ def access(settings: Settings, args: argparse.Namespace) -> int:
                 raise UsageError("--actor is an email address")
             if args.op == "grant":
                 duration = parse_duration(args.for_) if args.for_ else None
-                warnings = grant_warnings(admin, config, args.who, args.what)
+                warnings = grant_warnings(settings, admin, config, args.who, args.what)
                 if warnings and not args.yes:
                     for warning in warnings:
                         err(f"warning: {warning}")

@@ -19,6 +19,7 @@ from bot.slack.actors import member_email
 from bot.slack.blocks import HELP
 from bot.slack.calls import patiently
 from bot.slack.deps import SlackDeps
+from bot.slack.directory import in_workspace
 from bot.slack.questions import answer_message, channel_name
 from bot.slack.replay import once
 from bot.slack.report import send_report
@@ -111,13 +112,7 @@ async def person_known(deps: SlackDeps, email: str) -> bool:
     workspace (users.lookupByEmail). When Slack cannot say, no (the admin is asked)."""
     if email in DirectoryResolver(deps.runtime.config).known:
         return True
-    try:
-        found = await deps.client.users_lookupByEmail(email=email)
-    except Exception as exc:  # users_not_found, a missing scope, Slack unreachable
-        log.info("users.lookupByEmail found nobody (%s)", exc.__class__.__name__)
-        return False
-    user = found.get("user") or {}
-    return bool(user.get("id")) and not user.get("deleted")
+    return await in_workspace(deps.client, email)
 
 
 async def access(deps: SlackDeps, command: dict[str, Any], text: str) -> None:
