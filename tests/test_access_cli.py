@@ -157,6 +157,11 @@ def test_who_can_lists_people_and_the_documents_front_matter_narrows(cli, worksp
     assert "  prod-access.md (Production access): group:sre; people: sam@canary.test" in lines
     closed = next(x for x in lines if x.startswith("  broken.md"))
     assert "closed, nobody may read it: readers is empty" in closed
+    # Slack members the config's people do not list are named by the user group bound.
+    workspace.config.write_text(workspace.config.read_text() + "slack_groups: {finance: [S1]}\n")
+    finance = cli("access", "who-can", "finance-notes").out.splitlines()
+    assert "  fin@canary.test (group:finance)" in finance
+    assert "  and in Slack, the members of S1 (bound to group:finance)" in finance
     handbook = cli("access", "who-can", "handbook").out.splitlines()
     assert handbook == [
         "everyone (config), guests included",

@@ -323,6 +323,13 @@ class AccessAdmin:
                 f"people who may read it ({len(readers)} of the {len(held)} the directory knows):"
             )
             lines.extend(f"  {e} ({_why(source, p)})" for e, p in readers.items())
+            for token in sorted(source.reader_tokens):
+                bound = self.config.slack_groups.get(token.removeprefix("group:"), ())
+                if token.startswith("group:") and bound:
+                    shown = ", ".join(
+                        r.removeprefix("id:") if r.startswith("id:") else "@" + r[7:] for r in bound
+                    )
+                    lines.append(f"  and in Slack, the members of {shown} (bound to {token})")
         lines.extend(self._narrowed(source, readers))
         return lines
 

@@ -29,7 +29,7 @@ USER_RE = re.compile(r"^<@([A-Z0-9]+)(?:\|[^>]*)?>$")
 GROUP_RE = re.compile(r"^<!subteam\^([A-Z0-9]+)(?:\|@?([^>]*))?>$")
 CHANNEL_RE = re.compile(r"^<#([A-Z0-9]+)(?:\|([^>]*))?>$")
 USAGE = (
-    "Usage: `/concierge access grant WHO WHAT [for 30d] [because …]`, "
+    "Usage: `/concierge access grant WHO WHAT [for 30d] [because …] [--yes]`, "
     "`revoke WHO WHAT [because …]`, `list [WHO|SOURCE]`, `who-can SOURCE`, `audit [N]`; "
     "anyone: `request SOURCE because …`. "
     "WHO is @person, @usergroup, #channel or an email; WHAT is a source or role:NAME."
