@@ -129,6 +129,7 @@ async def test_request_goes_to_the_owner_who_approves_with_a_button(slack, works
     await slack.command("UEVE", "access request finance-notes because quarter close")
     await slack.settle()
     assert "sent to fin@canary.test" in replies(slack)[-1]
+    assert "fin@canary.test (its owner) or an admin (ada@canary.test) decides" in replies(slack)[-1]
     (ask,) = [m for m in slack.api.in_channel("DFIN") if m.blocks]
     buttons = ask.blocks[1]["elements"]
     assert [b["action_id"] for b in buttons] == [
@@ -147,7 +148,7 @@ async def test_request_goes_to_the_owner_who_approves_with_a_button(slack, works
 
     await slack.interaction(click("UEVE"))  # the requester cannot approve their own request
     await slack.settle()
-    assert "Only fin@canary.test" in replies(slack)[-1]
+    assert "Only fin@canary.test (its owner) or an admin (ada@canary.test)" in replies(slack)[-1]
     await slack.interaction(click("UFIN"))
     await slack.settle()
     assert "approved by fin@canary.test" in slack.api.messages[ask.ts].text
