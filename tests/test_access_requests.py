@@ -170,3 +170,14 @@ def test_a_refusal_names_everyone_who_may_decide_and_an_admin_may(
     )
     ok = cli("access", "approve", "1", "--actor", "ada@canary.test")
     assert ok.code == 0 and "approved" in ok.out
+
+
+def test_a_short_source_name_is_named_only_as_a_word(cli, workspace) -> None:
+    make_requestable(workspace)
+    workspace.config.write_text(
+        workspace.config.read_text().replace("name: finance-notes", "name: fin")
+    )
+    inside = ask_json(cli, "What are the financial rules for travel?", "eve@canary.test")
+    assert inside["requestable"] == []
+    named = ask_json(cli, "What does fin say about travel?", "eve@canary.test")
+    assert named["requestable"] == ["fin"]

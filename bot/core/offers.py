@@ -18,6 +18,7 @@ asking is not known here: the offer must be something the person can do where th
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from bot.config import Source, WorkspaceConfig
@@ -59,8 +60,9 @@ def names_source(source: Source, question: str) -> bool:
     """The question names the source: its name as written, or every distinctive word of its
     name or of its title."""
     low = question.lower()
-    if source.name in low or source.name.replace("-", " ") in low:
-        return True
+    for form in {source.name, source.name.replace("-", " ")}:
+        if re.search(rf"(?<![\w-]){re.escape(form)}(?![\w-])", low):
+            return True  # as a word: a source called "hr" is not named by "three"
     asked = _stems(question)
     for label in (source.name.replace("-", " ").replace("_", " "), source.title or ""):
         words = _distinctive(label)
