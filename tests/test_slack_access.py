@@ -236,6 +236,12 @@ async def test_slack_workspace_admins_manage_access_only_when_configured(
     assert targets == ({"finance-notes"} if slack_admins else set())  # never a guest's grant
     refused = [a for a in audit(slack) if a.action == "refused"]
     assert len(refused) == (1 if slack_admins else 2)
+    # A refusal names everyone who may decide: with slack_admins, Slack's admins too.
+    await slack.command("UEVE", "access grant <@UEVE> finance-notes")
+    await slack.settle()
+    named = "Admins: ada@canary.test and the Slack workspace's admins and owners."
+    assert (named in replies(slack)[-1]) == slack_admins
+    assert "Admins: ada@canary.test" in replies(slack)[-1]
 
 
 @pytest.fixture

@@ -144,7 +144,11 @@ class AccessAdmin:
             subject=operation,
             reason="not an admin",
         )
-        raise NotAllowed(f"Only admins can {operation}. Admins: {', '.join(self.config.admins)}.")
+        slack = " and the Slack workspace's admins and owners" if self.config.slack_admins else ""
+        raise NotAllowed(
+            f"Only admins can {operation}. Admins: {', '.join(self.config.admins) or 'none'}"
+            f"{slack}."
+        )
 
     # -- operations ------------------------------------------------------------------------
     def grant(
