@@ -13,17 +13,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from bot.config import EMAIL_RE, Source, WorkspaceConfig, normalise_reader
-from bot.core.access import AccessPolicy, ActiveGrant, may_read_source, source_token
-from bot.core.identity import DirectoryResolver
+from bot.config import EMAIL_RE, WorkspaceConfig, normalise_reader
+from bot.core.access import source_token
 from bot.core.offers import deciders, who_decides
 from bot.core.types import Asker
+from bot.core.who_can import describe_readers
 from bot.errors import UsageError
 from bot.store import repo
 from bot.store.db import Store
 from bot.store.models import AccessRequest, AuditEvent, Grant, utcnow
 from bot.store.replay import audit_or_spool
-from connectors.docs_access import narrowed_documents
 
 DURATION_RE = re.compile(r"^\s*(\d{1,4})\s*(m|min|h|d|w)\s*$", re.IGNORECASE)
 UNITS = {"m": "minutes", "min": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -295,79 +294,15 @@ class AccessAdmin:
         return [s.name for s in sources if s.data_class not in ("public", "internal")]
 
     def who_can(self, source_name: str) -> list[str]:
-        """Lines describing who may read a source: config readers and grants; the people the
-        directory knows who may read it, and why; the documents whose front matter narrows
-        (or closes) them, with who may read those."""
+        """Lines describing who may read a source (bot/core/who_can.py)."""
         target = self.parse_what(source_name)
         if target.startswith("role:"):
             raise UsageError("who-can takes a source name")
         source = self.config.source(target)
         assert source is not None
-        lines: list[str] = []
-        if source.is_public:
-            lines.append("everyone (config), guests included")
-        else:
-            for token in sorted(source.reader_tokens):
-                lines.append(f"{_label(token)} (config)")
-                if token.startswith("role:"):
-                    role = self.config.roles[token[5:]]
-                    lines.extend(f"  member: {_label(m)}" for m in role.members)
         with self.store.session() as s:
             grants = repo.active_grants(s)
-        roles = {t for t in source.reader_tokens if t.startswith("role:")}
-        for g in grants:
-            if g.target == target or g.target in roles:
-                until = f" until {repo.as_utc(g.expires_at):%Y-%m-%d}" if g.expires_at else ""
-                via = "" if g.target == target else f" via {g.target}"
-                lines.append(f"{_label(g.principal)} (grant #{g.id}{via}{until})")
-        held = self._people_principals([ActiveGrant(g.principal, g.target) for g in grants])
-        readers = {e: p for e, p in held.items() if may_read_source(source, p)}
-        if not source.is_public:
-            lines.append(
-                f"people who may read it ({len(readers)} of the {len(held)} the directory knows):"
-            )
-            lines.extend(f"  {e} ({_why(source, p)})" for e, p in readers.items())
-            for token in sorted(source.reader_tokens):
-                bound = self.config.slack_groups.get(token.removeprefix("group:"), ())
-                if token.startswith("group:") and bound:
-                    shown = ", ".join(
-                        r.removeprefix("id:") if r.startswith("id:") else "@" + r[7:] for r in bound
-                    )
-                    lines.append(f"  and in Slack, the members of {shown} (bound to {token})")
-        lines.extend(self._narrowed(source, readers))
-        return lines
-
-    def _people_principals(self, grants: list[ActiveGrant]) -> dict[str, frozenset[str]]:
-        """Everyone the config's directory knows, with what each holds (grants included)."""
-        directory = DirectoryResolver(self.config)
-        policy = AccessPolicy(self.config)
-        return {
-            email: policy.principals(directory.lookup(email), grants)
-            for email in sorted(directory.known)
-        }
-
-    def _narrowed(self, source: Source, readers: dict[str, frozenset[str]]) -> list[str]:
-        if source.kind != "docs":
-            return []
-        folder = self.config.resolve(str(source.setting("path", source.name)))
-        try:
-            docs = narrowed_documents(folder)
-        except OSError as exc:
-            return [f"documents: the folder cannot be read ({exc.strerror})"]
-        if not docs:
-            return ["documents: none narrowed by front matter"]
-        lines = ["documents narrowed by front matter:"]
-        for d in docs:
-            name = f"{d.path} ({d.title})" if d.title else d.path
-            if d.closed is not None:
-                lines.append(f"  {name}: closed, nobody may read it: {d.closed}")
-                continue
-            people = [e for e, p in readers.items() if p.intersection(d.readers)]
-            lines.append(
-                f"  {name}: {', '.join(_label(r) for r in d.readers)}; people: "
-                + (", ".join(people) or "none known")
-            )
-        return lines
+        return describe_readers(self.config, source, grants)
 
     def audit_log(self, limit: int = 20) -> list[AuditEvent]:
         if limit < 1 or limit > 10_000:
@@ -381,14 +316,6 @@ class AccessAdmin:
 
 def _label(token: str) -> str:
     return token[5:] if token.startswith("user:") else token
-
-
-def _why(source: Source, principals: frozenset[str]) -> str:
-    """Why someone holding ``principals`` may read ``source``: the readers they match."""
-    reasons = [_label(t) for t in sorted(source.reader_tokens & principals)]
-    if source_token(source.name) in principals:
-        reasons.append("a grant")
-    return ", ".join(reasons)
 
 
 def format_time(value: datetime | None) -> str:

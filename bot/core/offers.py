@@ -36,7 +36,7 @@ GENERIC = frozenset(
         "page", "wiki", "files", "file", "data", "info", "information", "guide", "guides",
         "manual", "handbook", "knowledge", "base", "kb", "internal", "company", "team",
         "teams", "records", "reports", "sheets", "database", "source", "sources", "things",
-        "stuff", "general", "misc", "about", "all", "everything", "acme",
+        "stuff", "general", "misc", "about", "all", "everything",
     )
 )  # fmt: skip
 
