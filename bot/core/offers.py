@@ -18,6 +18,7 @@ asking is not known here: the offer must be something the person can do where th
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 
@@ -52,18 +53,20 @@ def _stems(text: str) -> frozenset[str]:
     return frozenset(stem(w) for w in content_words(text))
 
 
+@functools.lru_cache(maxsize=512)
 def _distinctive(text: str) -> frozenset[str]:
+    """Config text only (names, titles, descriptions): cached, the config is small."""
     return _stems(text) - GENERIC
 
 
-def names_source(source: Source, question: str) -> bool:
+def names_source(source: Source, question: str, asked: frozenset[str] | None = None) -> bool:
     """The question names the source: its name as written, or every distinctive word of its
-    name or of its title."""
+    name or of its title (``asked``: the question's stems, when already known)."""
     low = question.lower()
     for form in {source.name, source.name.replace("-", " ")}:
         if re.search(rf"(?<![\w-]){re.escape(form)}(?![\w-])", low):
             return True  # as a word: a source called "hr" is not named by "three"
-    asked = _stems(question)
+    asked = _stems(question) if asked is None else asked
     for label in (source.name.replace("-", " ").replace("_", " "), source.title or ""):
         words = _distinctive(label)
         if words and words <= asked:
@@ -80,8 +83,9 @@ def topic_words(source: Source) -> frozenset[str]:
     return _distinctive(text)
 
 
-def about_source(source: Source, question: str) -> bool:
-    return bool(topic_words(source) & _stems(question))
+def about_source(source: Source, asked: frozenset[str]) -> bool:
+    """The question's stems (``asked``) hold a word of the source's description or topics."""
+    return bool(topic_words(source) & asked)
 
 
 def offers(
@@ -99,10 +103,13 @@ def offers(
         return []
     readable = {s.name for s in access.readable}
     candidates = [s for s in config.sources if s.requestable and s.name not in readable]
-    named = [s for s in candidates if names_source(s, question)]
+    if not candidates:
+        return []
+    asked = _stems(question)
+    named = [s for s in candidates if names_source(s, question, asked)]
     if named:
         return named
-    return [s for s in candidates if about_source(s, question)] if unanswered else []
+    return [s for s in candidates if about_source(s, asked)] if unanswered else []
 
 
 def deciders(config: WorkspaceConfig, source: Source | None) -> list[str]:
