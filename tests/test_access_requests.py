@@ -86,45 +86,98 @@ def test_deny_is_audited_and_grants_nothing(cli, workspace, db_url: str) -> None
     assert actions(db_url)[-1] == ("fin@canary.test", "deny", "finance-notes")
 
 
-def test_requestable_sources_are_offered_without_being_searched(cli, workspace) -> None:
+def ask_json(cli, question: str, who: str, *extra: str) -> dict:  # type: ignore[no-untyped-def,type-arg]
     import json
 
+    result = cli("ask", question, "--as", who, "--json", *extra)
+    assert result.code == 0, result.err
+    return json.loads(result.out)  # type: ignore[no-any-return]
+
+
+def test_requestable_sources_are_offered_without_being_searched(cli, workspace) -> None:
     make_requestable(workspace)
-    named = json.loads(
-        cli(
-            "ask", "Where are the finance notes on approvals?", "--as", "eve@canary.test", "--json"
-        ).out
-    )
+    named = ask_json(cli, "Where are the finance notes on approvals?", "eve@canary.test")
     assert named["requestable"] == ["finance-notes"]
-    assert "request finance-notes because" in named["answer"]
+    # In the terminal the offer is the terminal's command (Slack's syntax typed into a chat
+    # would be taken as a question), and it names everyone who may decide.
+    assert (
+        'app.py access request finance-notes --because "…" --as eve@canary.test' in named["answer"]
+    )
+    assert "/concierge" not in named["answer"]
+    assert "fin@canary.test (its owner) or an admin (ada@canary.test) decides" in named["answer"]
     assert "finance-notes" not in named["sources_searched"]
     assert "CANARY-FIN-5D1" not in named["answer"]
-    unanswered = json.loads(
-        cli(
-            "ask", "What is the quarterly zebra migration?", "--as", "eve@canary.test", "--json"
-        ).out
-    )
-    assert unanswered["outcome"] == "no_answer" and unanswered["requestable"] == ["finance-notes"]
-    answered = json.loads(
-        cli("ask", "Where do I submit expenses?", "--as", "eve@canary.test", "--json").out
-    )
+    # An unanswered question about something else gets no offer: not a hint on every dead end.
+    unanswered = ask_json(cli, "What is the quarterly zebra migration?", "eve@canary.test")
+    assert unanswered["outcome"] == "no_answer" and unanswered["requestable"] == []
+    assert "access request" not in unanswered["answer"]
+    answered = ask_json(cli, "Where do I submit expenses?", "eve@canary.test")
     assert answered["requestable"] == []
     # Not requestable: never offered, indistinguishable from a source that does not exist.
-    hr = json.loads(
-        cli(
-            "ask",
-            "What do the hr-policies say about salary bands?",
-            "--as",
-            "eve@canary.test",
-            "--json",
-        ).out
-    )
+    hr = ask_json(cli, "What do the hr-policies say about salary bands?", "eve@canary.test")
     assert "hr-policies" not in hr["answer"]
     assert "hr-policies" not in hr["requestable"]
     # Those who can read it are not offered it.
-    fin = json.loads(
-        cli(
-            "ask", "Where are the finance notes on approvals?", "--as", "fin@canary.test", "--json"
-        ).out
-    )
+    fin = ask_json(cli, "Where are the finance notes on approvals?", "fin@canary.test")
     assert fin["requestable"] == []
+
+
+def test_an_offer_follows_what_the_config_says_of_a_source_never_its_documents(
+    cli, workspace
+) -> None:
+    """The finance document speaks of directors and a ledger; until the config says the
+    source is about ledgers, a question on them offers nothing (a withheld source's
+    documents are never searched, so they cannot make an offer appear)."""
+    make_requestable(workspace)
+    q = "Which ledger do directors record approvals in?"
+    plain = ask_json(cli, q, "eve@canary.test")
+    assert plain["outcome"] == "no_answer" and plain["requestable"] == []
+    text = workspace.config.read_text().replace(
+        "    requestable: true\n",
+        "    requestable: true\n"
+        "    description: Budgets, forecasts and the quarter-close ledgers\n",
+    )
+    workspace.config.write_text(text)
+    described = ask_json(cli, q, "eve@canary.test")
+    assert described["outcome"] == "no_answer" and described["requestable"] == ["finance-notes"]
+    assert "CANARY-FIN-5D1" not in described["answer"]
+    # A topic word alone offers only on a dead end; naming the source offers with any answer.
+    answered = ask_json(cli, "Where do I submit expenses for a budget?", "eve@canary.test")
+    assert answered["outcome"] == "answered" and answered["requestable"] == []
+
+
+def test_no_offer_to_guests_or_into_a_shared_audience(cli, workspace) -> None:
+    make_requestable(workspace)
+    q = "Where are the finance notes on approvals?"
+    assert ask_json(cli, q, "eve@canary.test")["requestable"] == ["finance-notes"]
+    guest = ask_json(cli, q, "gus@partner.test")
+    assert guest["requestable"] == [] and "access request" not in guest["answer"]
+    channel = ask_json(cli, q, "eve@canary.test", "--channel", "general")
+    assert channel["requestable"] == [] and "access request" not in channel["answer"]
+
+
+def test_a_refusal_names_everyone_who_may_decide_and_an_admin_may(
+    cli, workspace, db_url: str
+) -> None:
+    make_requestable(workspace)
+    r = cli("access", "request", "finance-notes", "--because", "audit", "--as", "eve@canary.test")
+    assert "waiting for fin@canary.test (its owner) or an admin (ada@canary.test)" in r.out
+    refused = cli("access", "approve", "1", "--actor", "maya@canary.test")
+    assert refused.code == 2
+    assert (
+        "Only fin@canary.test (its owner) or an admin (ada@canary.test) can decide request #1"
+        in refused.err
+    )
+    ok = cli("access", "approve", "1", "--actor", "ada@canary.test")
+    assert ok.code == 0 and "approved" in ok.out
+
+
+def test_a_short_source_name_is_named_only_as_a_word(cli, workspace) -> None:
+    make_requestable(workspace)
+    workspace.config.write_text(
+        workspace.config.read_text().replace("name: finance-notes", "name: fin")
+    )
+    inside = ask_json(cli, "What are the financial rules for travel?", "eve@canary.test")
+    assert inside["requestable"] == []
+    named = ask_json(cli, "What does fin say about travel?", "eve@canary.test")
+    assert named["requestable"] == ["fin"]

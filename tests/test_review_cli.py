@@ -32,6 +32,8 @@ def test_a_draft_is_listed_shown_refused_to_others_and_approved_by_its_reviewer(
     assert shown.code == 0 and "CANARY-HR-BANDS" in shown.out  # the operator is trusted
     stranger = cli("review", "approve", rid, "--actor", "maya@canary.test")
     assert stranger.code == 2 and "Only the reviewers" in stranger.err
+    # Everyone who may decide is named: the source's reviewer and the bot's owners.
+    assert "(hana@canary.test; or a bot owner: olu@canary.test)" in stranger.err
     owner = cli("review", "approve", rid, "--actor", "olu@canary.test")  # bot owner, no hr
     assert owner.code == 2 and "may not read hr-policies" in owner.err
     done = cli("review", "edit", rid, "--actor", "hana@canary.test", "--text", "Ask HR.")

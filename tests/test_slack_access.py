@@ -129,6 +129,7 @@ async def test_request_goes_to_the_owner_who_approves_with_a_button(slack, works
     await slack.command("UEVE", "access request finance-notes because quarter close")
     await slack.settle()
     assert "sent to fin@canary.test" in replies(slack)[-1]
+    assert "fin@canary.test (its owner) or an admin (ada@canary.test) decides" in replies(slack)[-1]
     (ask,) = [m for m in slack.api.in_channel("DFIN") if m.blocks]
     buttons = ask.blocks[1]["elements"]
     assert [b["action_id"] for b in buttons] == [
@@ -147,7 +148,7 @@ async def test_request_goes_to_the_owner_who_approves_with_a_button(slack, works
 
     await slack.interaction(click("UEVE"))  # the requester cannot approve their own request
     await slack.settle()
-    assert "Only fin@canary.test" in replies(slack)[-1]
+    assert "Only fin@canary.test (its owner) or an admin (ada@canary.test)" in replies(slack)[-1]
     await slack.interaction(click("UFIN"))
     await slack.settle()
     assert "approved by fin@canary.test" in slack.api.messages[ask.ts].text
@@ -271,3 +272,94 @@ async def test_slack_workspace_admins_manage_access_only_when_configured(
     assert targets == ({"finance-notes"} if slack_admins else set())  # never a guest's grant
     refused = [a for a in audit(slack) if a.action == "refused"]
     assert len(refused) == (1 if slack_admins else 2)
+    # A refusal names everyone who may decide: with slack_admins, Slack's admins too.
+    await slack.command("UEVE", "access grant <@UEVE> finance-notes")
+    await slack.settle()
+    named = "Admins: ada@canary.test and the Slack workspace's admins and owners."
+    assert (named in replies(slack)[-1]) == slack_admins
+    assert "Admins: ada@canary.test" in replies(slack)[-1]
+
+
+@pytest.fixture
+def requestable(workspace) -> None:  # type: ignore[no-untyped-def]
+    """finance-notes is requestable (before the app starts)."""
+    from tests.test_access_requests import make_requestable
+
+    make_requestable(workspace)
+
+
+def posted_in(slack: SlackDriver, channel: str) -> str:
+    return "\n".join(m.full_text() for m in slack.api.in_channel(channel))
+
+
+async def test_an_offer_in_slack_is_the_slash_command_never_for_guests_or_channels(
+    requestable: None, slack
+) -> None:
+    from tests.slack_helpers import dm, mention
+
+    q = "Where are the finance notes on approvals?"
+    await slack.event(dm("UEVE", q, "7.1"))
+    await slack.settle()
+    private = posted_in(slack, "DEVE")
+    assert "`/concierge access request finance-notes because …`" in private
+    assert "fin@canary.test (its owner) or an admin (ada@canary.test) decides" in private
+    assert "app.py" not in private
+    await slack.event(mention("UEVE", q, "7.2"))
+    await slack.settle()
+    public = posted_in(slack, "C1")
+    assert public and "access request" not in public
+    await slack.event(dm("UGUS", q, "7.3"))
+    await slack.settle()
+    guest = posted_in(slack, "DGUS")
+    assert guest and "access request" not in guest
+
+
+async def test_a_slack_grant_that_draws_warnings_is_confirmed_by_an_admin(slack) -> None:
+    from tests.slack_helpers import button_click
+
+    slack.api.add_user("UADA", "ada@canary.test")
+    slack.api.add_user("UNEW", "new@canary.test")  # in Slack, not in the config's people
+
+    def last() -> dict:  # type: ignore[type-arg]
+        return slack.api.called("chat.postEphemeral")[-1]
+
+    await slack.command("UADA", "access grant nobody@canary.test runbooks")
+    await slack.settle()
+    assert "nobody@canary.test is not in this Slack workspace" in last()["text"]
+    await slack.command("UADA", "access grant new@canary.test runbooks")
+    await slack.settle()
+    assert "Granted runbooks to new@canary.test" in last()["text"]
+    await slack.command("UADA", "access grant <#C2|ops> finance-notes because month-end")
+    await slack.settle()
+    warned = last()
+    assert "finance-notes is confidential" in warned["text"]
+    assert "--yes" in warned["text"]
+    (button,) = warned["blocks"][-1]["elements"]
+    assert button["action_id"] == "concierge_access_grant_confirm"
+    assert button["value"] == "grant <#C2|ops> finance-notes because month-end --yes"
+    assert {g.target for g in grants(slack)} == {"runbooks"}
+    # The click runs the command again as the clicker: a non-admin is refused.
+    click = button_click("UEVE", button["action_id"], button["value"], "C1", "8.1")
+    await slack.interaction(click)
+    await slack.settle()
+    assert "Only admins" in last()["text"]
+    assert {g.target for g in grants(slack)} == {"runbooks"}
+    await slack.interaction(button_click("UADA", button["action_id"], button["value"], "C1", "8.1"))
+    await slack.settle()
+    assert "Granted finance-notes to channel:ops" in last()["text"]
+    (row,) = [a for a in audit(slack) if a.target == "channel:ops"]
+    assert row.actor == "ada@canary.test" and row.reason == "month-end"
+    assert "confidential" in row.details["confirmed_warnings"][0]
+    # Typed confirmation works too.
+    await slack.command("UADA", "access grant <#C2|ops> role:hr --yes")
+    await slack.settle()
+    assert "Granted role:hr to channel:ops" in last()["text"]
+
+
+async def test_slack_who_can_lists_people_and_narrowed_documents(slack) -> None:
+    slack.api.add_user("UADA", "ada@canary.test")
+    await slack.command("UADA", "access who-can runbooks")
+    await slack.settle()
+    text = replies(slack)[-1]
+    assert "eve@canary.test (group:engineering)" in text
+    assert "prod-access.md (Production access): group:sre; people: sam@canary.test" in text

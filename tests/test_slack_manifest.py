@@ -87,7 +87,7 @@ def test_action_and_callback_ids_are_the_ones_the_listeners_use() -> None:
     listeners = (ROOT / "bot" / "slack" / "listeners" / "actions.py").read_text()
     rendered = "\n".join(
         (ROOT / "bot" / "slack" / f).read_text()
-        for f in ("blocks.py", "access_requests.py", "review.py")
+        for f in ("blocks.py", "access_command.py", "access_requests.py", "review.py")
     )
     names = {value: name for name, value in vars(ids).items() if isinstance(value, str)}
     for action in ids.ACTION_IDS:

@@ -181,6 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--because", metavar="TEXT", help="the reason, kept in the audit log")
     g.add_argument("--actor", metavar="EMAIL", default="cli", help=ACTOR_HELP)
+    g.add_argument(
+        "--yes",
+        action="store_true",
+        help="grant even when warned (a person the directory does not know, or a "
+        "confidential source for a channel)",
+    )
     r = asub.add_parser("revoke", help="revoke a grant")
     r.add_argument("who", help=WHO_HELP)
     r.add_argument("what", help=WHAT_HELP)

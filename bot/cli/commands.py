@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from bot.cli.output import out
-from bot.config import load_config, nearest
+from bot.cli.output import err, out
+from bot.config import WorkspaceConfig, load_config, nearest
 from bot.core.access import AccessPolicy
 from bot.core.admin import AccessAdmin, Requests, format_time, parse_duration
 from bot.core.identity import DirectoryResolver
+from bot.core.offers import who_decides
 from bot.core.types import Audience
 from bot.errors import UsageError
 from bot.settings import Settings
@@ -26,6 +27,27 @@ def db_upgrade(settings: Settings) -> int:
     return 0
 
 
+def grant_warnings(
+    settings: Settings, admin: AccessAdmin, config: WorkspaceConfig, who: str, what: str
+) -> list[str]:
+    """The warnings a grant needs ``--yes`` for. A person is known when the config's
+    directory names them or, with SLACK_BOT_TOKEN set, Slack has a user with the email."""
+    directory = DirectoryResolver(config)
+    slack = settings.slack_bot_token is not None
+
+    def known(email: str) -> bool:
+        if email in directory.known:
+            return True
+        if not slack:
+            return False
+        from bot.slack.directory import in_workspace_now
+
+        return in_workspace_now(settings, email)
+
+    where = f"the config's people ({config.path})" + (" or this Slack workspace" if slack else "")
+    return admin.grant_warnings(who, what, known=known, directory=where)
+
+
 def access(settings: Settings, args: argparse.Namespace) -> int:
     config = load_config(settings.concierge_config)
     store = Store.open(settings.effective_database_url)
@@ -37,12 +59,18 @@ def access(settings: Settings, args: argparse.Namespace) -> int:
                 raise UsageError("--actor is an email address")
             if args.op == "grant":
                 duration = parse_duration(args.for_) if args.for_ else None
+                warnings = grant_warnings(settings, admin, config, args.who, args.what)
+                if warnings and not args.yes:
+                    for warning in warnings:
+                        err(f"warning: {warning}")
+                    raise UsageError("nothing was granted: repeat with --yes to grant anyway")
                 result = admin.grant(
                     actor=actor,
                     who=args.who,
                     what=args.what,
                     duration=duration,
                     reason=args.because,
+                    warnings=warnings,
                 )
             else:
                 result = admin.revoke(
@@ -64,7 +92,8 @@ def access(settings: Settings, args: argparse.Namespace) -> int:
                 reason=args.because,
                 already_readable=args.source.strip().lower() in readable,
             )
-            out(f"Request #{req.id} for {req.source} is waiting for {', '.join(req.approvers)}.")
+            who = who_decides(config, config.source(req.source))
+            out(f"Request #{req.id} for {req.source} is waiting for {who}.")
         elif args.op in ("approve", "deny"):
             req, grant = Requests(admin).decide(
                 request_id=args.request_id,

@@ -9,12 +9,15 @@ Functions are synchronous database work: async callers use ``asyncio.to_thread``
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.config import EMAIL_RE, WorkspaceConfig, normalise_reader
 from bot.core.access import source_token
+from bot.core.offers import deciders, who_decides
 from bot.core.types import Asker
+from bot.core.who_can import describe_readers
 from bot.errors import UsageError
 from bot.store import repo
 from bot.store.db import Store
@@ -140,7 +143,11 @@ class AccessAdmin:
             subject=operation,
             reason="not an admin",
         )
-        raise NotAllowed(f"Only admins can {operation}. Admins: {', '.join(self.config.admins)}.")
+        slack = " and the Slack workspace's admins and owners" if self.config.slack_admins else ""
+        raise NotAllowed(
+            f"Only admins can {operation}. Admins: {', '.join(self.config.admins) or 'none'}"
+            f"{slack}."
+        )
 
     # -- operations ------------------------------------------------------------------------
     def grant(
@@ -151,7 +158,10 @@ class AccessAdmin:
         what: str,
         duration: timedelta | None = None,
         reason: str | None = None,
+        warnings: Sequence[str] = (),
     ) -> Outcome:
+        """Grant ``what`` to ``who``. ``warnings``: those of ``grant_warnings`` the actor saw
+        and confirmed; kept in the audit row."""
         principal = self.parse_who(who)
         target = self.parse_what(what)
         why = self._reason(reason)
@@ -174,6 +184,7 @@ class AccessAdmin:
                     "grant_id": grant.id,
                     "expires_at": expires.isoformat() if expires else None,
                     "replaces": existing.id if existing else None,
+                    **({"confirmed_warnings": list(warnings)} if warnings else {}),
                 },
             )
         until = f" until {expires:%Y-%m-%d %H:%M} UTC" if expires else ""
@@ -233,31 +244,65 @@ class AccessAdmin:
         principal = self.parse_who(value)
         return [g for g in rows if g.principal == principal]
 
+    def grant_warnings(
+        self, who: str, what: str, *, known: Callable[[str], bool], directory: str
+    ) -> list[str]:
+        """What an admin should look at twice before this grant is made: a person the
+        directory does not know (``known(email)``; ``directory`` says which one), a group
+        nobody is in, and confidential text for a channel, where everyone in it reads the
+        answers. Empty when there is nothing to confirm."""
+        principal = self.parse_who(who)
+        target = self.parse_what(what)
+        found: list[str] = []
+        if principal.startswith("user:") and not known(principal[5:]):
+            found.append(
+                f"{principal[5:]} is not in {directory}: check the address (a grant to a "
+                "mistyped email gives nobody access, and anyone who later holds that address "
+                "gets it)."
+            )
+        if principal.startswith("group:") and not self._group_exists(principal[6:]):
+            found.append(
+                f"nobody is in {principal}: no person in the config has that group and no "
+                "Slack user group is bound to it."
+            )
+        if principal.startswith("channel:"):
+            secret = self._confidential(target)
+            if secret:
+                what_ = ", ".join(secret)
+                found.append(
+                    f"{what_} {'is' if len(secret) == 1 else 'are'} confidential, and "
+                    f"{principal} is a shared audience: answers posted there may quote "
+                    f"{'it' if len(secret) == 1 else 'them'} to everyone in the channel, "
+                    "including people who may not read it themselves."
+                )
+        return found
+
+    def _group_exists(self, name: str) -> bool:
+        token = f"group:{name}"
+        return (
+            any(name in p.groups for p in self.config.people)
+            or name in self.config.slack_groups
+            or any(token in r.members for r in self.config.roles.values())
+        )
+
+    def _confidential(self, target: str) -> list[str]:
+        """The confidential sources ``target`` (a source, or a role) gives access to."""
+        if target.startswith("role:"):
+            sources = [s for s in self.config.sources if target in s.reader_tokens]
+        else:
+            sources = [s for s in self.config.sources if s.name == target]
+        return [s.name for s in sources if s.data_class not in ("public", "internal")]
+
     def who_can(self, source_name: str) -> list[str]:
-        """Lines describing who may read a source: config readers, then grants."""
+        """Lines describing who may read a source (bot/core/who_can.py)."""
         target = self.parse_what(source_name)
         if target.startswith("role:"):
             raise UsageError("who-can takes a source name")
         source = self.config.source(target)
         assert source is not None
-        lines: list[str] = []
-        if source.is_public:
-            lines.append("everyone (config), guests included")
-        else:
-            for token in sorted(source.reader_tokens):
-                lines.append(f"{_label(token)} (config)")
-                if token.startswith("role:"):
-                    role = self.config.roles[token[5:]]
-                    lines.extend(f"  member: {_label(m)}" for m in role.members)
         with self.store.session() as s:
             grants = repo.active_grants(s)
-        roles = {t for t in source.reader_tokens if t.startswith("role:")}
-        for g in grants:
-            if g.target == target or g.target in roles:
-                until = f" until {repo.as_utc(g.expires_at):%Y-%m-%d}" if g.expires_at else ""
-                via = "" if g.target == target else f" via {g.target}"
-                lines.append(f"{_label(g.principal)} (grant #{g.id}{via}{until})")
-        return lines
+        return describe_readers(self.config, source, grants)
 
     def audit_log(self, limit: int = 20) -> list[AuditEvent]:
         if limit < 1 or limit > 10_000:
@@ -347,10 +392,11 @@ class Requests:
                     details={"request_id": request.id},
                 )
         if not allowed:
-            raise NotAllowed(
-                f"Only {', '.join(request.approvers or self.config.admins)} "
-                "can decide this request."
-            )
+            # Everyone who may decide, by name: the approvers asked, the owner and the admins.
+            source = self.config.source(request.source)
+            others = [p for p in request.approvers or [] if p not in deciders(self.config, source)]
+            who = who_decides(self.config, source) + "".join(f" or {p}" for p in others)
+            raise NotAllowed(f"Only {who} can decide request #{request_id}.")
         status = "approved" if approve else "denied"
         # Claim the decision first (a conditional UPDATE on "pending"): of two approvers
         # clicking at once, one decides and the other is told; no second grant is made.

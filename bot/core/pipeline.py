@@ -15,13 +15,14 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from bot.config import Source, WorkspaceConfig
+from bot.config import WorkspaceConfig
 from bot.core.access import AccessDecision, AccessPolicy, ActiveGrant
 from bot.core.budgets import Budgets, refusal_message
 from bot.core.generate import Generation, ModelRouter
 from bot.core.identity import IdentityResolver, UnknownPerson
 from bot.core.labels import Labels
 from bot.core.limits import RateLimiter
+from bot.core.offers import offer_note, offers
 from bot.core.offline import AnswerContext, PassageView, estimate_tokens
 from bot.core.prompts import PromptTemplate
 from bot.core.query import Understood, understand
@@ -300,23 +301,6 @@ class Pipeline:
         with tracer.start_as_current_span("concierge.record"):
             await self._record(result)
 
-    def _offers(self, access: AccessDecision, question: str, unanswered: bool) -> list[Source]:
-        """Requestable sources the asker may not read, when they name one or nothing they may
-        read answered. Decided from names only: such a source is never searched."""
-        readable = {s.name for s in access.readable}
-        candidates = [
-            s for s in self.deps.config.sources if s.requestable and s.name not in readable
-        ]
-        low = question.lower()
-        named = [
-            s
-            for s in candidates
-            if s.name in low
-            or s.name.replace("-", " ") in low
-            or (s.title is not None and s.title.lower() in low)
-        ]
-        return named or (candidates[:3] if unanswered else [])
-
     def _review_notice(self, sources: set[str]) -> str:
         cfg = self.deps.config
         names = []
@@ -439,7 +423,8 @@ class Pipeline:
             await self._refuse(
                 run.result,
                 run.emit,
-                "You don't have access to any sources yet. Ask an admin for access.",
+                "You don't have access to any sources yet. Ask an admin for access"
+                + (f" ({', '.join(self.deps.config.admins)})." if self.deps.config.admins else "."),
                 "no_access",
             )
             return False
@@ -633,17 +618,19 @@ class Pipeline:
             )
             # The titles are document text: the answer now carries their labels too.
             result.labels = Labels.join_all([result.labels, *(p.labels for _, p in run.nearest)])
-        offers = self._offers(run.access, run.text, gen.no_answer or not found.passages)
-        if offers:
-            result.requestable = [s.name for s in offers]
-            notes.append(
-                "\n\n"
-                + " ".join(
-                    f"You can ask for access to {s.title or s.name} (owned by "
-                    f"{s.owner or 'the admins'}): request {s.name} because …."
-                    for s in offers
-                )
-            )
+        offered = offers(
+            cfg,
+            access=run.access,
+            asker=run.asker,
+            audience=run.question.audience,
+            surface=run.question.surface,
+            question=run.text,
+            unanswered=gen.no_answer or not found.passages,
+        )
+        if offered:
+            result.requestable = [s.name for s in offered]
+            note = offer_note(cfg, offered, surface=run.question.surface, email=run.asker.email)
+            notes.append("\n\n" + note)
         if result.private_answer_available:
             private = PRIVATE_SENT_NOTE if run.question.private_followup else PRIVATE_NOTE
             notes.append(f"\n\n_{private}_")

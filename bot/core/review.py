@@ -240,11 +240,13 @@ class ReviewDesk:
     def may_decide(self, review: Review, actor: str) -> bool:
         return actor in review.reviewers or actor in self.config.owners
 
-    @staticmethod
-    def not_a_reviewer(review: Review) -> str:
+    def not_a_reviewer(self, review: Review) -> str:
+        """Names everyone who may decide: the item's reviewers and the bot's owners."""
+        owners = [o for o in self.config.owners if o not in review.reviewers]
+        also = f"; or a bot owner: {', '.join(owners)}" if owners else ""
         return (
             f"Only the reviewers of {', '.join(review.sources)} can decide this "
-            f"({', '.join(review.reviewers)})."
+            f"({', '.join(review.reviewers)}{also})."
         )
 
     async def decide(

@@ -14,25 +14,64 @@ import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any
+
+from slack_sdk.models.blocks import ActionsBlock, ButtonElement, SectionBlock
 
 from bot.config import WorkspaceConfig
 from bot.core.admin import AccessAdmin, format_time, parse_duration
 from bot.errors import UsageError
+from bot.slack import ids
+from bot.slack.ids import COMMAND
 from bot.slack.text import escape
 
 USER_RE = re.compile(r"^<@([A-Z0-9]+)(?:\|[^>]*)?>$")
 GROUP_RE = re.compile(r"^<!subteam\^([A-Z0-9]+)(?:\|@?([^>]*))?>$")
 CHANNEL_RE = re.compile(r"^<#([A-Z0-9]+)(?:\|([^>]*))?>$")
 USAGE = (
-    "Usage: `/concierge access grant WHO WHAT [for 30d] [because …]`, "
+    "Usage: `/concierge access grant WHO WHAT [for 30d] [because …] [--yes]`, "
     "`revoke WHO WHAT [because …]`, `list [WHO|SOURCE]`, `who-can SOURCE`, `audit [N]`; "
     "anyone: `request SOURCE because …`. "
     "WHO is @person, @usergroup, #channel or an email; WHAT is a source or role:NAME."
 )
 
+# Confirms a grant that drew warnings (Slack may turn "--" into a dash as it is typed).
+CONFIRM = frozenset({"--yes", "—yes", "–yes"})
+MAX_BUTTON_VALUE = 2000  # Slack's limit for a button's value
+
 Resolve = Callable[[str], Awaitable[str]]  # a Slack user id -> email
+Known = Callable[[str], Awaitable[bool]]  # an email -> whether a person of ours has it
 # (a Slack user id, the operation) -> the email of a full member of our team, or NotAllowed
 Member = Callable[[str, str], Awaitable[str]]
+
+
+class NeedsConfirmation(UsageError):
+    """A grant that drew warnings and was not confirmed: nothing was changed. ``command`` is
+    the ``access`` text that grants anyway (the original with ``--yes``)."""
+
+    def __init__(self, warnings: list[str], command: str) -> None:
+        self.warnings = warnings
+        self.command = command
+        listed = "\n".join(f"• {escape(w)}" for w in warnings)
+        super().__init__(
+            f"Nothing was granted yet:\n{listed}\nTo grant anyway, press *Grant anyway* or "
+            f"repeat the command with `--yes`: `{COMMAND} access {escape(command)}`"
+        )
+
+
+def confirm_blocks(exc: NeedsConfirmation) -> list[dict[str, Any]]:
+    """The warnings with a *Grant anyway* button (whose click runs the command again, with
+    ``--yes``, as the clicker: who may grant is checked again then)."""
+    blocks: list[dict[str, Any]] = [SectionBlock(text=str(exc)).to_dict()]
+    if len(exc.command) <= MAX_BUTTON_VALUE:
+        button = ButtonElement(
+            text="Grant anyway",
+            action_id=ids.ACCESS_GRANT_CONFIRM,
+            value=exc.command,
+            style="danger",
+        )
+        blocks.append(ActionsBlock(elements=[button]).to_dict())
+    return blocks
 
 
 def split_options(words: list[str]) -> tuple[list[str], str | None, str | None]:
@@ -90,9 +129,13 @@ async def run_access(
     resolve: Resolve,
     member: Member,
     channel_name: Callable[[str], Awaitable[str]],
+    known: Known,
 ) -> str:
-    """Carry out one ``access`` subcommand; returns the reply (or raises UsageError)."""
+    """Carry out one ``access`` subcommand; returns the reply (or raises UsageError; a grant
+    that needs confirming raises NeedsConfirmation)."""
     words = text.split()
+    confirmed = any(w in CONFIRM for w in words)
+    words = [w for w in words if w not in CONFIRM]
     if not words:
         return USAGE
     op, args = words[0].lower(), words[1:]
@@ -111,11 +154,30 @@ async def run_access(
         if op == "revoke" and duration:
             raise UsageError("`revoke` takes no duration.")
         span: timedelta | None = parse_duration(duration) if duration else None
+        warnings: list[str] = []
+        if op == "grant":
+            # A mention is a person Slack knows; a typed email is looked up.
+            principal = admin.parse_who(who)
+            is_known = (
+                USER_RE.match(positional[0]) is not None
+                or not principal.startswith("user:")
+                or await known(principal.removeprefix("user:"))
+            )
+            warnings = admin.grant_warnings(
+                who, what, known=lambda _e: is_known, directory="this Slack workspace"
+            )
+            if warnings and not confirmed:
+                raise NeedsConfirmation(warnings, " ".join([*words, "--yes"]))
 
         def change() -> str:
             if op == "grant":
                 return admin.grant(
-                    actor=actor, who=who, what=what, duration=span, reason=reason
+                    actor=actor,
+                    who=who,
+                    what=what,
+                    duration=span,
+                    reason=reason,
+                    warnings=warnings,
                 ).message
             return admin.revoke(actor=actor, who=who, what=what, reason=reason).message
 

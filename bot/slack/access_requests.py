@@ -9,6 +9,7 @@ from typing import Any
 from slack_sdk.models.blocks import ActionsBlock, ButtonElement, SectionBlock
 
 from bot.core.admin import AccessAdmin, Requests
+from bot.core.offers import who_decides
 from bot.core.types import Audience
 from bot.errors import UsageError
 from bot.slack import ids
@@ -77,9 +78,10 @@ async def request_access(deps: SlackDeps, *, user_id: str, text: str) -> str:
             f"Your request #{req.id} for {escape(req.source)} is recorded, but I couldn't "
             f"reach {', '.join(req.approvers)} in Slack; please tell them."
         )
+    who = who_decides(deps.runtime.config, deps.runtime.config.source(req.source))
     return (
         f"Your request #{req.id} for {escape(req.source)} was sent to "
-        f"{', '.join(reached)}. I'll tell you when they decide."
+        f"{', '.join(reached)}; {escape(who)} decides. I'll tell you when they do."
     )
 
 

@@ -23,6 +23,7 @@ BOT_EVENTS = (
 )
 ACCESS_APPROVE = "concierge_access_approve"  # buttons on an access request sent to its owner
 ACCESS_DENY = "concierge_access_deny"
+ACCESS_GRANT_CONFIRM = "concierge_access_grant_confirm"  # "Grant anyway" after warnings
 # Human review of held drafts, and the owners' queue of voted-down answers.
 REVIEW_APPROVE = "concierge_review_approve"
 REVIEW_EDIT = "concierge_review_edit"
@@ -38,6 +39,7 @@ ACTION_IDS = (
     FEEDBACK_ACTION,
     ACCESS_APPROVE,
     ACCESS_DENY,
+    ACCESS_GRANT_CONFIRM,
     REVIEW_APPROVE,
     REVIEW_EDIT,
     REVIEW_REJECT,

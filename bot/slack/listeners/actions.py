@@ -15,6 +15,7 @@ from bot.slack import ids
 from bot.slack.access_requests import decide
 from bot.slack.blocks import feedback_modal
 from bot.slack.deps import SlackDeps
+from bot.slack.listeners.commands import access
 from bot.slack.replay import once
 from bot.slack.review import _tell as tell
 from bot.slack.review import decide as decide_review
@@ -120,6 +121,22 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         deps.spawn(
             guarded(deps, body, once(context, decide(deps, body, action, approve=True)), "approval")
         )
+
+    @app.action(ids.ACCESS_GRANT_CONFIRM)
+    async def on_grant_anyway(
+        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        """The command is run again as the clicker (the admin check is made again)."""
+        await ack()
+        channel = (body.get("container") or {}).get("channel_id") or (
+            body.get("channel") or {}
+        ).get("id")
+        command = {"user_id": body["user"]["id"], "channel_id": channel or ""}
+        text = str(action.get("value") or "")
+        if [w.lower() for w in text.split()[:1]] != ["grant"] or "--yes" not in text.split():
+            log.warning("a grant confirmation with an unexpected value")
+            return
+        deps.spawn(guarded(deps, body, once(context, access(deps, command, text)), "grant"))
 
     @app.action(ids.ACCESS_DENY)
     async def on_deny(

@@ -10,14 +10,16 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_bolt.context.async_context import AsyncBoltContext
 
 from bot.core.admin import AccessAdmin
+from bot.core.identity import DirectoryResolver
 from bot.errors import UsageError
 from bot.slack import ids
-from bot.slack.access_command import run_access
+from bot.slack.access_command import NeedsConfirmation, confirm_blocks, run_access
 from bot.slack.access_requests import request_access
 from bot.slack.actors import member_email
 from bot.slack.blocks import HELP
 from bot.slack.calls import patiently
 from bot.slack.deps import SlackDeps
+from bot.slack.directory import in_workspace
 from bot.slack.questions import answer_message, channel_name
 from bot.slack.replay import once
 from bot.slack.report import send_report
@@ -105,8 +107,17 @@ async def ask_in_dm(
     )
 
 
+async def person_known(deps: SlackDeps, email: str) -> bool:
+    """Whether ``email`` is someone's: in the config's people, or a user of this Slack
+    workspace (users.lookupByEmail). When Slack cannot say, no (the admin is asked)."""
+    if email in DirectoryResolver(deps.runtime.config).known:
+        return True
+    return await in_workspace(deps.client, email)
+
+
 async def access(deps: SlackDeps, command: dict[str, Any], text: str) -> None:
-    """Run an access subcommand after the ack; the reply is ephemeral."""
+    """Run an access subcommand after the ack; the reply is ephemeral (a grant that needs
+    confirming gets its warnings with a *Grant anyway* button)."""
     also: frozenset[str] = frozenset()
     if deps.runtime.config.slack_admins:
         with contextlib.suppress(Exception):  # unknown to Slack: the refusal says why later
@@ -136,7 +147,16 @@ async def access(deps: SlackDeps, command: dict[str, Any], text: str) -> None:
                 resolve=resolve,
                 member=lambda uid, op: member_email(deps, uid, op),
                 channel_name=lambda cid: channel_name(deps, cid),
+                known=lambda email: person_known(deps, email),
             )
+    except NeedsConfirmation as exc:
+        await deps.client.chat_postEphemeral(
+            channel=command.get("channel_id", ""),
+            user=command["user_id"],
+            text=str(exc),
+            blocks=confirm_blocks(exc),
+        )
+        return
     except UsageError as exc:
         reply = str(exc)
     except Exception:
