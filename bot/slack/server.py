@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from typing import Any
 
 from aiohttp import web
@@ -26,6 +27,7 @@ from bot.health import readiness
 from bot.runtime import Runtime, build_runtime
 from bot.settings import Settings
 from bot.slack.app import build_app, build_deps, make_client
+from bot.slack.arrival import stamp
 from bot.slack.deps import SlackDeps
 
 log = logging.getLogger("concierge.slack.server")
@@ -66,6 +68,7 @@ def malformed(body: Any) -> bool:
 
 def http_app(bolt: AsyncApp, deps: SlackDeps) -> web.Application:
     async def events(request: web.Request) -> web.Response:
+        received_at = time.perf_counter()  # before reading the body: the person's wait begins
         refused = web.json_response({"ok": False, "error": "malformed body"}, status=400)
         try:
             # Reading the body runs Bolt's field extraction, which raises on shapes Slack
@@ -77,6 +80,7 @@ def http_app(bolt: AsyncApp, deps: SlackDeps) -> web.Application:
         if malformed(bolt_request.body):
             log.info("refused a malformed request to /slack/events")
             return refused
+        stamp(bolt_request.context, received_at)
         try:
             response = await bolt.async_dispatch(bolt_request)
         except Exception:
