@@ -8,7 +8,7 @@ monotonic clock is shared by every process on the machine). Every question comes
 Slack user (a cold identity look-up), as a burst of different people asking does.
 
     .venv/bin/python -m bench.premodel [--rounds 5] [--in-flight 10] [--single 20]
-        [--slack-delay users.info=0.05] [--database-url postgresql://…]
+        [--slack-delay users.info=0.05] [--database-url postgresql://… [--db-latency-ms 2]]
 """
 
 from __future__ import annotations
@@ -30,8 +30,10 @@ from typing import Any
 
 import aiohttp
 import yaml
+from sqlalchemy.engine import make_url
 
 from support.slack_wire import SECRET, dm, event_body, sign
+from support.standins.tcp_proxy import TcpProxy
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "acme" / "concierge.yaml"
@@ -201,9 +203,25 @@ def main() -> None:
     ap.add_argument("--first-token-s", type=float, default=0.3)
     ap.add_argument("--slack-delay", action="append", default=[], metavar="METHOD=SECONDS")
     ap.add_argument("--database-url", default=None)
+    ap.add_argument(
+        "--db-latency-ms",
+        type=float,
+        default=0.0,
+        help="PostgreSQL only: put a TCP proxy in front that adds this to every message sent "
+        "to the database (a database in another zone)",
+    )
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="concierge-premodel-"))
     standins, urls = start_standins(args)
+    database_url = args.database_url or f"sqlite:///{tmp / 'bench.db'}"
+    proxy = None
+    if args.db_latency_ms:
+        url = make_url(database_url)
+        proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+        proxy.latency_s = args.db_latency_ms / 1000
+        database_url = url.set(host="127.0.0.1", port=proxy.port).render_as_string(
+            hide_password=False
+        )
     port = free_port()
     env = {
         **os.environ,
@@ -213,7 +231,7 @@ def main() -> None:
         "OPENAI_API_KEY": "sk-bench-not-a-key",
         "CONCIERGE_CONFIG": str(workspace(tmp, urls["openai"])),
         "CONCIERGE_DATA_DIR": str(tmp / "data"),
-        "DATABASE_URL": args.database_url or f"sqlite:///{tmp / 'bench.db'}",
+        "DATABASE_URL": database_url,
         "CONCIERGE_HOST": "127.0.0.1",
         "PORT": str(port),
         "LOG_LEVEL": "ERROR",
@@ -236,6 +254,8 @@ def main() -> None:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        if proxy is not None:
+            proxy.close()
 
 
 if __name__ == "__main__":

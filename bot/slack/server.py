@@ -16,6 +16,7 @@ import contextlib
 import logging
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aiohttp import web
@@ -150,7 +151,23 @@ async def drain(deps: SlackDeps, grace_s: float, closing_s: float = CLOSING_S) -
         log.error("%d answer(s) did not close in time", len(stuck))
 
 
+IO_THREADS = 32
+
+
+def use_io_threads() -> None:
+    """Database, Redis and index calls run in the loop's default executor (``to_thread``).
+    Python's default has cpu_count + 4 threads, six on a two-core machine: with ten questions
+    in flight, each making several database round trips before its model call, the seventh
+    call waits for a thread while the database idles (the engine's pool allows 30
+    connections). The threads mostly wait on sockets, so more of them cost little CPU."""
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(
+        ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="concierge-io")
+    )
+
+
 async def prepare(settings: Settings) -> tuple[Runtime, SlackDeps]:
+    use_io_threads()
     runtime = await build_runtime(settings)
     client = make_client(settings)
     deps = build_deps(settings, runtime, client)
