@@ -34,6 +34,14 @@ class Flights(Generic[K, V]):
             task.add_done_callback(lambda done: self._landed(key, done))
         return await asyncio.shield(task)
 
+    def forget(self, key: K | None = None) -> None:
+        """Callers from now on start a look-up of their own (for ``key``, or for every key):
+        what is in flight may predate a change. Those already waiting get its answer."""
+        if key is None:
+            self._flying.clear()
+        else:
+            self._flying.pop(key, None)
+
     def _landed(self, key: K, task: asyncio.Task[V]) -> None:
         if self._flying.get(key) is task:
             del self._flying[key]

@@ -52,6 +52,7 @@ class ChannelDirectory:
     def forget(self, channel: str) -> None:
         """Ask Slack again next time (someone joined or left: it may have become shared)."""
         self._cache.pop(channel, None)
+        self._flights.forget(channel)
 
     async def name(self, channel: str) -> str:
         return (await self.info(channel)).name

@@ -177,6 +177,8 @@ class SlackIdentityResolver:
 
     def _forget(self, user_id: str | None = None) -> None:
         self._generation += 1
+        self._lookups.forget(user_id)
+        self._lists.forget()
         if user_id is None:
             self._users.clear()
         else:
