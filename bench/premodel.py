@@ -154,13 +154,21 @@ async def measure(args: argparse.Namespace, app_url: str, control: str) -> None:
         single: list[float] = []
         for _ in range(args.single):
             single += await bench.batch(1)
+        async with session.post(control + "/reset") as r:
+            assert r.status == 200
         many: list[float] = []
         for _ in range(args.rounds):
             many += await bench.batch(args.in_flight)
+        async with session.get(control + "/slack-peak") as r:
+            peak = await r.json()
     print(line("1 in flight", single))
     print(line(f"{args.in_flight} in flight", many))
     ratio = pct(many, 95) / pct(single, 95)
     print(f"p95 at {args.in_flight} in flight / p95 at 1: {ratio:.2f}x (budget: 2x)")
+    print(
+        f"users.info calls answered at once, at most: {peak.get('users.info', 0)} "
+        f"(of {args.in_flight} people asking together)"
+    )
 
 
 def start_standins(args: argparse.Namespace) -> tuple[subprocess.Popen[str], dict[str, str]]:

@@ -7,7 +7,8 @@ measure a separate ``app.py serve`` without sharing its event loop or CPU time.
 Prints one JSON line once listening: ``{"slack": URL, "openai": URL, "control": URL}``.
 The control URL answers ``GET /model-requests`` (each chat completion request: its arrival
 on the monotonic clock, which every process on the machine shares, and its last message),
-``GET /slack-calls`` (method names, in order) and ``POST /reset``. Stops on SIGTERM/SIGINT.
+``GET /slack-calls`` (method names, in order), ``GET /slack-peak`` (the most calls of each
+method answered at once) and ``POST /reset``. Stops on SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
@@ -51,15 +52,20 @@ async def run(args: argparse.Namespace) -> None:
     async def slack_calls(_: web.Request) -> web.Response:
         return web.json_response([m for m, _ in slack.calls])
 
+    async def slack_peak(_: web.Request) -> web.Response:
+        return web.json_response(slack.peak)
+
     async def reset(_: web.Request) -> web.Response:
         model.requests.clear()
         slack.calls.clear()
         slack.messages.clear()
+        slack.peak.clear()
         return web.json_response({"ok": True})
 
     control = web.Application()
     control.router.add_get("/model-requests", model_requests)
     control.router.add_get("/slack-calls", slack_calls)
+    control.router.add_get("/slack-peak", slack_peak)
     control.router.add_post("/reset", reset)
     control_runner = web.AppRunner(control, access_log=None)
     await control_runner.setup()
