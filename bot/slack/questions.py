@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Awaitable
 
 from bot.core.labels import Labels
 from bot.core.types import Audience, Question, Turn
@@ -23,6 +25,20 @@ UNREADABLE = (
     "I couldn't read that message: its text isn't plain text. Please send your question again."
 )
 EMPTY = "Ask me a question after the mention, for example: “How do I expense a taxi?”"
+
+
+async def look_ahead(deps: SlackDeps, user: str, channel: str, channel_type: str | None) -> None:
+    """Start the Slack look-ups an answer will need (who asks; the channel) while the
+    delivery is still being claimed, so that their round trips overlap the claims' database
+    writes instead of following them. The answer later joins these same look-ups (one call
+    per user or channel in flight) or finds them cached; a failure here is only logged, and
+    the answer asks again."""
+    work: list[Awaitable[object]] = [deps.identity.resolve(user)] if user else []
+    if channel and not (channel_type == "im" or channel.startswith("D")):
+        work.append(deps.channels.info(channel))
+    for outcome in await asyncio.gather(*work, return_exceptions=True):
+        if isinstance(outcome, BaseException):
+            log.debug("a look-up ahead failed (%s)", outcome.__class__.__name__)
 
 
 async def audience_for(deps: SlackDeps, channel: str, channel_type: str | None) -> Audience:

@@ -15,7 +15,12 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from bot.slack.arrival import arrived
 from bot.slack.deps import SlackDeps
 from bot.slack.payloads import parse_message
-from bot.slack.questions import answer_message, record_unanswerable, reply_unreadable
+from bot.slack.questions import (
+    answer_message,
+    look_ahead,
+    record_unanswerable,
+    reply_unreadable,
+)
 from bot.slack.text import question_text
 
 log = logging.getLogger("concierge.slack.events")
@@ -82,6 +87,8 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
                 received_at=received_at,
             )
 
+        if "text" not in bad:
+            deps.spawn(look_ahead(deps, parsed.user or "", channel, parsed.channel_type))
         deps.spawn(claim_and_answer())
 
     @app.event("app_mention")
