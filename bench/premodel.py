@@ -7,6 +7,11 @@ signed events and reads from the model stand-in when each question's request arr
 monotonic clock is shared by every process on the machine). Every question comes from a new
 Slack user (a cold identity look-up), as a burst of different people asking does.
 
+Slack's own latency (``--slack-delay users.info=0.05``) and a database in another zone
+(``--db-latency-ms``) make the queues that the stand-ins' instant answers hide visible. The
+last line, how many users.info calls the stand-in answered at once, is a figure the
+machine's load cannot blur (it means something only with a users.info delay).
+
     .venv/bin/python -m bench.premodel [--rounds 5] [--in-flight 10] [--single 20]
         [--slack-delay users.info=0.05] [--database-url postgresql://… [--db-latency-ms 2]]
 """
