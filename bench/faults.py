@@ -27,7 +27,7 @@ from bot.runtime import build_runtime
 from bot.settings import Settings
 from bot.store.db import Store
 from bot.store.replay import replay
-from tests.standins.tcp_proxy import TcpProxy
+from support.standins.tcp_proxy import TcpProxy
 
 QUESTION = "How many days of paid time off can I carry over?"
 ASKER = "eve@acme.test"

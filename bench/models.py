@@ -25,8 +25,8 @@ from bot.core.sinks import CollectingSink
 from bot.core.types import ExchangeResult, Question
 from bot.runtime import Runtime, build_runtime
 from bot.settings import Settings
-from tests.standins import openai_api
-from tests.standins.openai_api import OpenAIStandIn
+from support.standins import openai_api
+from support.standins.openai_api import OpenAIStandIn
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTION = "Where do I submit expenses?"

@@ -32,9 +32,10 @@ from bot.core.models import RegisteredModel
 from bot.settings import Settings
 from bot.slack.app import build_app
 from bot.slack.server import prepare, start_http
-from tests.slack_helpers import SECRET, SlackDriver, dm
-from tests.standins import slack_api
-from tests.standins.slack_api import SlackStandIn
+from support.slack_wire import SECRET, dm
+from support.standins import slack_api
+from support.standins.slack_api import SlackStandIn
+from tests.slack_helpers import SlackDriver
 
 ROOT = Path(__file__).resolve().parent.parent
 

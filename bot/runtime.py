@@ -102,7 +102,14 @@ class GrantCache:
             log.error("%s", message)
 
     def _get(self) -> list[ActiveGrant]:
-        # Never wait long behind a call the database is not answering: fall back instead.
+        """The grants, checked against the newest audit row id. The usual case (nothing
+        changed) takes no lock, so questions check concurrently; only a reload is done
+        by one thread at a time, the others waiting for it and then reusing it."""
+        with self.store.session() as s:
+            fresh = self._fresh(repo.audit_version(s))
+        if fresh is not None:
+            return fresh
+        # Never wait long behind a reload the database is not answering: fall back instead.
         if not self._lock.acquire(timeout=self.store.timeouts.call_s):
             raise StoreUnavailable("the grant cache is waiting for the database")
         try:
@@ -111,15 +118,26 @@ class GrantCache:
         finally:
             self._lock.release()
 
+    def _fresh(self, version: int) -> list[ActiveGrant] | None:
+        """The cached grants when ``version`` is the one they were read at and they have not
+        reached their end; else None."""
+        state, now = self._state, time.monotonic()
+        if state is None:
+            return None
+        seen, until, grants = state
+        if seen != version or now >= until:
+            return None
+        self._told = None
+        self._last = (now, self._last[1])
+        return grants
+
     def _read(self, s: Any) -> list[ActiveGrant]:
         version = repo.audit_version(s)
+        fresh = self._fresh(version)  # another thread may have reloaded meanwhile
+        if fresh is not None:
+            return fresh
         now = time.monotonic()
         self._told = None
-        if self._state is not None:
-            seen, until, grants = self._state
-            if seen == version and now < until:
-                self._last = (now, self._last[1])
-                return grants
         rows = repo.active_grants(s)
         self.loads += 1
         until = now + self.ttl_s

@@ -142,3 +142,20 @@ async def test_malformed_envelopes_are_acked_and_dropped_before_any_listener(
     acked = [a.get("envelope_id") for a in api.socket_acks]
     assert all(acked.count(e) == 1 for e in wanted)
     assert not [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]
+
+
+async def test_times_run_from_the_envelopes_arrival(socket) -> None:
+    """Socket Mode too: Slack's 0.6 s to describe the channel is part of the recorded time."""
+    api, deps = socket
+    api.delays["conversations.info"] = 0.6
+    event = {"type": "app_mention", "channel": "C1", "user": "UEVE", "ts": "30.1"}
+    event["text"] = "<@UBOT> Where do I submit expenses?"
+    payload = {"type": "event_callback", "team_id": "T1", "event_id": "EvS9", "event": event}
+    await api.socket_outbox.put(
+        {"envelope_id": "env-9", "type": "events_api", "payload": payload, "retry_attempt": 0}
+    )
+    await wait_for(lambda: "env-9" in {a.get("envelope_id") for a in api.socket_acks})
+    await asyncio.wait_for(deps.idle(), 20)
+    with deps.runtime.store.session() as s:
+        (row,) = s.scalars(select(Exchange).where(Exchange.channel == "C1"))
+    assert row.outcome == "answered" and row.total_ms >= 600

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.listener.async_listener_start_handler import AsyncListenerStartHandler
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.http_retry.builtin_async_handlers import (
@@ -20,7 +22,8 @@ from bot.core.versions import RedisVersion
 from bot.errors import ConfigError
 from bot.runtime import Runtime, make_redis
 from bot.settings import Settings
-from bot.slack.channels import ChannelGuests
+from bot.slack.arrival import stamp
+from bot.slack.channels import ChannelDirectory, ChannelGuests
 from bot.slack.dedupe import Deduper, RedisDeduper, StoreDeduper
 from bot.slack.deps import SlackDeps
 from bot.slack.identity import SlackIdentityResolver
@@ -79,7 +82,19 @@ def build_app(deps: SlackDeps, *, socket_mode: bool = False) -> AsyncApp:
         # request's ack ever waits for Bolt's own first-request auth.test.
         authorize=make_authorize(deps),
     )
+    # Bolt runs each listener after the ack in a task of its own (process_before_response is
+    # off), outside deps.spawn: the task is handed to deps as it starts, so shutdown and tests
+    # wait for a listener's inline work (a vote written, a modal opened) as for an answer.
+    app.listener_runner.listener_start_handler = AdoptListenerTask(deps)
     replays = ReplayGuard(deps.deduper)
+
+    @app.middleware
+    async def note_arrival(
+        req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[BoltResponse]]
+    ) -> BoltResponse:
+        """Socket Mode requests are stamped here (HTTP ones earlier, in bot/slack/server.py)."""
+        stamp(req.context)
+        return await next()
 
     @app.middleware
     async def exactly_once(
@@ -107,6 +122,20 @@ def build_app(deps: SlackDeps, *, socket_mode: bool = False) -> AsyncApp:
         log.error("unhandled error in a listener: %s", error.__class__.__name__, exc_info=error)
 
     return app
+
+
+class AdoptListenerTask(AsyncListenerStartHandler):
+    """Bolt's hook at the start of every listener run: the running task joins ``deps.tasks``.
+    It runs before the ack's response can reach Slack (the task is scheduled before the
+    response is written), so no work is ever unseen between the ack and its start."""
+
+    def __init__(self, deps: SlackDeps) -> None:
+        self.deps = deps
+
+    async def handle(self, request: AsyncBoltRequest, response: BoltResponse | None) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self.deps.adopt(task)
 
 
 def make_authorize(deps: SlackDeps) -> Callable[..., Awaitable[AuthorizeResult]]:
@@ -156,6 +185,7 @@ def build_deps(settings: Settings, runtime: Runtime, client: AsyncWebClient) -> 
         deduper=make_deduper(settings, runtime),
         offline_models=offline,
         channel_guests=ChannelGuests(shared("channels:version")),
+        channels=ChannelDirectory(client),
     )
 
     async def tell(email: str, text: str) -> None:

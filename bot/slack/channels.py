@@ -1,4 +1,11 @@
-"""Whether a channel has guest or external readers, cached per instance.
+"""What we know of a Slack channel: its name and sharing (``ChannelDirectory``, the one
+owner of conversations.info), and whether it has guest or external readers (``ChannelGuests``).
+
+A channel's info is asked of Slack at most once per answer and once per channel at a time
+(concurrent questions in one channel share the call), then cached for a few minutes; a failed
+call is not cached, so the next question asks again.
+
+Whether a channel has guest or external readers is cached per instance.
 
 Grants to a channel count only while none of its readers is a guest, so a guest who joins
 must close them at once in every instance: a join or leave reaching any instance bumps a
@@ -9,12 +16,61 @@ instance drops its cached answers when it sees the counter move. Runs on the eve
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from typing import Any
 
 from cachetools import TTLCache
 
+from bot.core.flights import Flights
 from bot.core.versions import LocalVersion, RedisVersion
 
 log = logging.getLogger("concierge.slack.channels")
+
+
+@dataclass(frozen=True)
+class Channel:
+    id: str
+    name: str  # lower case; the id itself when Slack could not say
+    shared: bool  # shared with another organisation (Slack Connect) or another workspace
+    known: bool  # False: conversations.info failed (no channels:read, or Slack unreachable)
+
+
+class ChannelDirectory:
+    """conversations.info, asked once per channel and cached (runs on the event loop)."""
+
+    def __init__(self, client: Any, *, ttl_s: float = 300.0) -> None:
+        self.client = client
+        self._cache: TTLCache[str, Channel] = TTLCache(maxsize=10_000, ttl=ttl_s)
+        self._flights: Flights[str, Channel] = Flights()
+
+    async def info(self, channel: str) -> Channel:
+        cached = self._cache.get(channel)
+        if cached is not None:
+            return cached
+        return await self._flights.run(channel, lambda: self._ask(channel))
+
+    def forget(self, channel: str) -> None:
+        """Ask Slack again next time (someone joined or left: it may have become shared)."""
+        self._cache.pop(channel, None)
+        self._flights.forget(channel)
+
+    async def name(self, channel: str) -> str:
+        return (await self.info(channel)).name
+
+    async def _ask(self, channel: str) -> Channel:
+        try:
+            info = (await self.client.conversations_info(channel=channel)).get("channel") or {}
+        except Exception as exc:  # no channels:read, or Slack unreachable: the id still works
+            log.info("conversations.info failed for %s (%s)", channel, exc.__class__.__name__)
+            return Channel(channel, channel.lower(), shared=False, known=False)
+        found = Channel(
+            channel,
+            str(info.get("name") or channel).lower(),
+            shared=bool(info.get("is_ext_shared") or info.get("is_shared")),
+            known=True,
+        )
+        self._cache[channel] = found
+        return found
 
 
 class ChannelGuests:

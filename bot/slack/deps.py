@@ -12,7 +12,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
 from bot.settings import Settings
-from bot.slack.channels import ChannelGuests
+from bot.slack.channels import ChannelDirectory, ChannelGuests
 from bot.slack.dedupe import Deduper
 from bot.slack.identity import SlackIdentityResolver
 from bot.slack.pacing import Pacer
@@ -29,9 +29,9 @@ class SlackDeps:
     pacer: Pacer
     deduper: Deduper
     offline_models: frozenset[str]
+    channels: ChannelDirectory  # the one owner of conversations.info (names, sharing; cached)
     stream_client: AsyncWebClient | None = None  # without automatic 429 retries
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
-    channel_names: dict[str, tuple[str, bool]] = field(default_factory=dict)
     # Whether a channel has guest or external readers; refreshed in every instance on
     # member joins and leaves.
     channel_guests: ChannelGuests = field(default_factory=ChannelGuests)
@@ -48,9 +48,23 @@ class SlackDeps:
         failure is always observed and logged here (never "Task exception was never
         retrieved")."""
         task = asyncio.create_task(work)
+        self.adopt(task)
+        return task
+
+    def adopt(self, task: asyncio.Task[Any]) -> None:
+        """Track work someone else started after an ack (Bolt runs each listener in a task
+        of its own: bot/slack/app.py hands it here as it starts), like ``spawn``'s own."""
+        if task in self.tasks or task.done():
+            return
         self.tasks.add(task)
         task.add_done_callback(self._done)
-        return task
+
+    async def idle(self) -> None:
+        """Return once every piece of work started after an ack has finished, including the
+        work it started meanwhile (a listener's answer, an answer's private follow-up).
+        Shutdown drains the same set; tests await this instead of guessing a quiet period."""
+        while self.tasks:
+            await asyncio.wait(set(self.tasks))
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self.tasks.discard(task)

@@ -1,6 +1,8 @@
 """Identity in Slack: a user id becomes an Asker through users.info and user groups.
 
-Answers are cached with a TTL behind an asyncio lock (this runs on the event loop only).
+Answers are cached with a TTL (this runs on the event loop only). No lock is held across a
+Slack call: each user id has at most one users.info in flight, shared by whoever asks for it
+meanwhile, and different people are looked up concurrently (bot/core/flights.py).
 A person's groups are the groups the config lists for their email plus the config groups
 that ``slack_groups`` binds to their Slack user groups (an unbound user group gives nothing).
 Restricted and ultra-restricted accounts are guests; accounts of another team or
@@ -10,7 +12,6 @@ no account can be placed, so everyone is an external guest with public sources o
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import time
@@ -22,6 +23,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import WorkspaceConfig
+from bot.core.flights import Flights
 from bot.core.identity import UnknownPerson
 from bot.core.types import Asker
 from bot.core.versions import LocalVersion, RedisVersion
@@ -90,7 +92,11 @@ class SlackIdentityResolver:
         self._users: TTLCache[str, Asker] = TTLCache(maxsize=50_000, ttl=ttl_s)
         self._groups: TTLCache[str, dict[str, frozenset[str]]] = TTLCache(maxsize=1, ttl=ttl_s)
         self._guests: TTLCache[str, frozenset[str]] = TTLCache(maxsize=1, ttl=ttl_s)
-        self._lock = asyncio.Lock()
+        self._lookups: Flights[str, Asker] = Flights()
+        self._lists: Flights[str, Any] = Flights()
+        # Moves whenever cached answers are forgotten: a look-up that started before keeps
+        # its answer to itself (it may predate the change) instead of caching it.
+        self._generation = 0
 
     # -- our own team ----------------------------------------------------------------------
     async def team(self) -> str | None:
@@ -145,7 +151,12 @@ class SlackIdentityResolver:
         cached = self._guests.get("all")
         if cached is not None:
             return cached
+        found: frozenset[str] = await self._lists.run("guests", self._list_guests)
+        return found
+
+    async def _list_guests(self) -> frozenset[str]:
         team = await self.team()
+        generation = self._generation
         found: set[str] = set()
         cursor = None
         for _ in range(200):  # up to 200 pages of 1,000 people
@@ -160,11 +171,14 @@ class SlackIdentityResolver:
             if not cursor:
                 break
         result = frozenset(found)
-        if team is not None:
+        if team is not None and generation == self._generation:
             self._guests["all"] = result
         return result
 
     def _forget(self, user_id: str | None = None) -> None:
+        self._generation += 1
+        self._lookups.forget(user_id)
+        self._lists.forget()
         if user_id is None:
             self._users.clear()
         else:
@@ -195,6 +209,11 @@ class SlackIdentityResolver:
         cached = self._groups.get("all")
         if cached is not None:
             return cached
+        groups: dict[str, frozenset[str]] = await self._lists.run("groups", self._list_groups)
+        return groups
+
+    async def _list_groups(self) -> dict[str, frozenset[str]]:
+        generation = self._generation
         members: dict[str, set[str]] = {}
         if self.config.slack_groups:  # nothing is bound: no need to ask Slack
             try:
@@ -215,27 +234,33 @@ class SlackIdentityResolver:
                     exc.__class__.__name__,
                 )
         result = {uid: frozenset(g) for uid, g in members.items()}
-        self._groups["all"] = result
+        if generation == self._generation:
+            self._groups["all"] = result
         return result
 
     # -- resolving -------------------------------------------------------------------------
     async def resolve(self, ref: str) -> Asker:
         await self._check_version()
+        cached = self._users.get(ref)
+        if cached is not None:
+            return cached
+        return await self._lookups.run(ref, lambda: self._look_up(ref))
+
+    async def _look_up(self, ref: str) -> Asker:
+        """users.info for one person (at most one in flight per id, see ``resolve``)."""
         team = await self.team()
-        async with self._lock:
-            cached = self._users.get(ref)
-            if cached is not None:
-                return cached
-            try:
-                resp = await self.client.users_info(user=ref)
-            except Exception as exc:
-                log.warning("users.info failed for %s: %s", ref, exc.__class__.__name__)
-                raise UnknownPerson("I couldn't look you up in Slack just now.") from None
-            user = resp.get("user")
-            asker = await self._asker(ref, user if isinstance(user, dict) else {}, team)
-            if team is not None:  # an answer without our team is not kept
-                self._users[ref] = asker
-            return asker
+        generation = self._generation
+        try:
+            resp = await self.client.users_info(user=ref)
+        except Exception as exc:
+            log.warning("users.info failed for %s: %s", ref, exc.__class__.__name__)
+            raise UnknownPerson("I couldn't look you up in Slack just now.") from None
+        user = resp.get("user")
+        asker = await self._asker(ref, user if isinstance(user, dict) else {}, team)
+        # An answer without our team is not kept, nor one that began before a change.
+        if team is not None and generation == self._generation:
+            self._users[ref] = asker
+        return asker
 
     async def _asker(self, ref: str, user: dict[str, Any], team: str | None) -> Asker:
         profile = user.get("profile") or {}

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from collections.abc import Awaitable
 
 from bot.core.labels import Labels
 from bot.core.types import Audience, Question, Turn
 from bot.slack.calls import patiently
+from bot.slack.channels import Channel
 from bot.slack.deps import SlackDeps
 from bot.slack.payloads import MessageEvent
 from bot.slack.streaming import SlackStreamer, Target
@@ -23,26 +27,42 @@ UNREADABLE = (
 EMPTY = "Ask me a question after the mention, for example: “How do I expense a taxi?”"
 
 
+async def look_ahead(deps: SlackDeps, user: str, channel: str, channel_type: str | None) -> None:
+    """Start the Slack look-ups an answer will need (who asks; the channel) while the
+    delivery is still being claimed, so that their round trips overlap the claims' database
+    writes instead of following them. The answer later joins these same look-ups (one call
+    per user or channel in flight) or finds them cached; a failure here is only logged, and
+    the answer asks again."""
+    work: list[Awaitable[object]] = [deps.identity.resolve(user)] if user else []
+    if channel and not (channel_type == "im" or channel.startswith("D")):
+        work.append(deps.channels.info(channel))
+    for outcome in await asyncio.gather(*work, return_exceptions=True):
+        if isinstance(outcome, BaseException):
+            log.debug("a look-up ahead failed (%s)", outcome.__class__.__name__)
+
+
 async def audience_for(deps: SlackDeps, channel: str, channel_type: str | None) -> Audience:
     """DMs (and the assistant panel) are private; anything else is a shared audience."""
     if channel_type == "im" or channel.startswith("D"):
         return Audience()
-    name = await channel_name(deps, channel)
-    return Audience(kind="channel", channel=name, has_guests=await has_guests(deps, channel))
+    info = await deps.channels.info(channel)  # one conversations.info for name and sharing
+    return Audience(kind="channel", channel=info.name, has_guests=await has_guests(deps, info))
 
 
-async def has_guests(deps: SlackDeps, channel: str) -> bool:
+async def has_guests(deps: SlackDeps, info: Channel) -> bool:
     """Whether a guest or an external person reads the channel (cached; refreshed in every
     instance when someone joins or leaves). When it cannot be told, the answer is yes (fail
     closed): also while our own team is unknown, when everyone counts as external."""
+    channel = info.id
     cached = await deps.channel_guests.get(channel)
     if cached is not None:
         return cached
     if await deps.identity.team() is None:
         return True
     try:
-        info = (await deps.client.conversations_info(channel=channel)).get("channel") or {}
-        found = bool(info.get("is_ext_shared") or info.get("is_shared"))
+        if not info.known:
+            raise LookupError("conversations.info did not answer")
+        found = info.shared
         if not found:
             guests = await deps.identity.guest_ids()
             cursor = None
@@ -68,17 +88,7 @@ async def has_guests(deps: SlackDeps, channel: str) -> bool:
 
 
 async def channel_name(deps: SlackDeps, channel: str) -> str:
-    cached = deps.channel_names.get(channel)
-    if cached is not None:
-        return cached[0]
-    try:
-        info = await deps.client.conversations_info(channel=channel)
-        name = str((info.get("channel") or {}).get("name") or channel).lower()
-    except Exception as exc:  # no channels:read, or Slack unreachable: the id still works
-        log.info("conversations.info failed for %s (%s)", channel, exc.__class__.__name__)
-        name = channel.lower()
-    deps.channel_names[channel] = (name, True)
-    return name
+    return await deps.channels.name(channel)
 
 
 async def history(deps: SlackDeps, channel: str, thread: str) -> tuple[Turn, ...]:
@@ -111,8 +121,11 @@ async def answer_message(
     ts: str,
     thread_ts: str | None,
     assistant: bool = False,
+    received_at: float | None = None,
 ) -> None:
-    """Answer one message in its thread; never leaves the asker without a reply."""
+    """Answer one message in its thread; never leaves the asker without a reply. Times run
+    from ``received_at``, when the message reached our endpoint (default: now)."""
+    received_at = received_at if received_at is not None else time.perf_counter()
     thread = thread_ts or ts
     target = Target(channel=channel, thread_ts=thread, team=team, user=user)
     try:
@@ -132,6 +145,7 @@ async def answer_message(
             request_key=f"{team}:{channel}:{ts}",
             private_followup=not audience.is_private,
             channel_ref=channel,
+            received_at=received_at,
         )
         sink = SlackStreamer(
             deps.streaming_client,
@@ -142,7 +156,15 @@ async def answer_message(
         )
         result = await deps.runtime.pipeline.ask(question, sink)
         if result.private_answer_available and not audience.is_private:
-            await private_answer(deps, team=team, user=user, text=text, ts=ts, where=audience)
+            await private_answer(
+                deps,
+                team=team,
+                user=user,
+                text=text,
+                ts=ts,
+                where=audience,
+                received_at=received_at,
+            )
     except Exception:
         log.exception("answering %s:%s failed", channel, ts)
         try:
@@ -183,9 +205,17 @@ async def record_unanswerable(
 
 
 async def private_answer(
-    deps: SlackDeps, *, team: str, user: str, text: str, ts: str, where: Audience
+    deps: SlackDeps,
+    *,
+    team: str,
+    user: str,
+    text: str,
+    ts: str,
+    where: Audience,
+    received_at: float | None = None,
 ) -> None:
-    """The fuller answer, in a direct message: it may use everything the asker may read."""
+    """The fuller answer, in a direct message: it may use everything the asker may read.
+    Its times run from when the question arrived, as the public answer's do."""
     opened = await patiently(lambda: deps.client.conversations_open(users=user))
     dm = opened["channel"]["id"]
     intro = await patiently(
@@ -204,6 +234,7 @@ async def private_answer(
         thread=intro["ts"],
         request_key=f"{team}:{where.channel}:{ts}:private",
         channel_ref=dm,
+        received_at=received_at if received_at is not None else time.perf_counter(),
     )
     sink = SlackStreamer(
         deps.streaming_client,

@@ -15,6 +15,8 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aiohttp import web
@@ -27,6 +29,7 @@ from bot.health import readiness
 from bot.runtime import Runtime, build_runtime
 from bot.settings import Settings
 from bot.slack.app import build_app, build_deps, make_client
+from bot.slack.arrival import stamp
 from bot.slack.deps import SlackDeps
 
 log = logging.getLogger("concierge.slack.server")
@@ -93,6 +96,7 @@ def socket_handler(bolt: AsyncApp, app_token: str, client: AsyncWebClient) -> An
 
 def http_app(bolt: AsyncApp, deps: SlackDeps) -> web.Application:
     async def events(request: web.Request) -> web.Response:
+        received_at = time.perf_counter()  # before reading the body: the person's wait begins
         refused = web.json_response({"ok": False, "error": "malformed body"}, status=400)
         try:
             # Reading the body runs Bolt's field extraction, which raises on shapes Slack
@@ -104,6 +108,7 @@ def http_app(bolt: AsyncApp, deps: SlackDeps) -> web.Application:
         if malformed(bolt_request.body):
             log.info("refused a malformed request to /slack/events")
             return refused
+        stamp(bolt_request.context, received_at)
         try:
             response = await bolt.async_dispatch(bolt_request)
         except Exception:
@@ -173,7 +178,23 @@ async def drain(deps: SlackDeps, grace_s: float, closing_s: float = CLOSING_S) -
         log.error("%d answer(s) did not close in time", len(stuck))
 
 
+IO_THREADS = 32
+
+
+def use_io_threads() -> None:
+    """Database, Redis and index calls run in the loop's default executor (``to_thread``).
+    Python's default has cpu_count + 4 threads, six on a two-core machine: with ten questions
+    in flight, each making several database round trips before its model call, the seventh
+    call waits for a thread while the database idles (the engine's pool allows 30
+    connections). The threads mostly wait on sockets, so more of them cost little CPU."""
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(
+        ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="concierge-io")
+    )
+
+
 async def prepare(settings: Settings) -> tuple[Runtime, SlackDeps]:
+    use_io_threads()
     runtime = await build_runtime(settings)
     client = make_client(settings)
     deps = build_deps(settings, runtime, client)

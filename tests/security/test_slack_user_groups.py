@@ -57,6 +57,7 @@ async def test_a_grant_to_a_user_group_goes_to_its_bound_group_or_is_refused(
 ) -> None:
     slack.api.add_user("UADA", "ada@canary.test")
     await slack.command("UADA", "access grant <!subteam^S1|@finance> role:hr")
+    await slack.settle()  # the replies are compared in order: the commands run side by side
     await slack.command("UADA", "access grant <!subteam^S2|@finance> role:hr")
     await slack.settle()
     texts = replies(slack, "UADA")

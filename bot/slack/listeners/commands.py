@@ -16,6 +16,7 @@ from bot.slack import ids
 from bot.slack.access_command import NeedsConfirmation, confirm_blocks, run_access
 from bot.slack.access_requests import request_access
 from bot.slack.actors import member_email
+from bot.slack.arrival import arrived
 from bot.slack.blocks import HELP
 from bot.slack.calls import patiently
 from bot.slack.deps import SlackDeps
@@ -72,11 +73,15 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             await ack(text=f"Ask a question after `{ids.COMMAND} ask`.")
             return
         await ack(text="Working on it — I'll answer you in a direct message.")
-        deps.spawn(once(context, ask_in_dm(deps, command, question, respond)))
+        deps.spawn(once(context, ask_in_dm(deps, command, question, respond, arrived(context))))
 
 
 async def ask_in_dm(
-    deps: SlackDeps, command: dict[str, Any], question: str, respond: AsyncRespond
+    deps: SlackDeps,
+    command: dict[str, Any],
+    question: str,
+    respond: AsyncRespond,
+    received_at: float | None = None,
 ) -> None:
     """After the ack: open the asker's DM, repeat the question there and answer it in its
     thread. Slack's rate limits and blips are waited out (within a bound); if the DM still
@@ -104,6 +109,7 @@ async def ask_in_dm(
         text=question,
         ts=posted["ts"],
         thread_ts=posted["ts"],
+        received_at=received_at,
     )
 
 

@@ -12,9 +12,15 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.async_context import AsyncBoltContext
 
+from bot.slack.arrival import arrived
 from bot.slack.deps import SlackDeps
 from bot.slack.payloads import parse_message
-from bot.slack.questions import answer_message, record_unanswerable, reply_unreadable
+from bot.slack.questions import (
+    answer_message,
+    look_ahead,
+    record_unanswerable,
+    reply_unreadable,
+)
 from bot.slack.text import question_text
 
 log = logging.getLogger("concierge.slack.events")
@@ -54,6 +60,7 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             return
         channel = parsed.channel or ""
         ts = parsed.ts or ""
+        received_at = arrived(context)  # times run from here, before any Slack look-up
 
         async def claim_and_answer() -> None:
             # Runs after the ack. A retry keeps its event_id; one message can also arrive as
@@ -77,8 +84,11 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
                 ts=ts,
                 thread_ts=parsed.thread_ts,
                 assistant=assistant,
+                received_at=received_at,
             )
 
+        if "text" not in bad:
+            deps.spawn(look_ahead(deps, parsed.user or "", channel, parsed.channel_type))
         deps.spawn(claim_and_answer())
 
     @app.event("app_mention")
@@ -128,11 +138,13 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
     async def on_member_joined(event: dict[str, Any]) -> None:
         channel = str(event.get("channel") or "")
         deps.channel_guests.drop(channel)  # at once, before anything is awaited
+        deps.channels.forget(channel)
         guest = await _is_guest(deps, str(event.get("user") or ""))
         await deps.channel_guests.changed(channel, guest_joined=guest)
 
     @app.event("member_left_channel")
     async def on_member_left(event: dict[str, Any]) -> None:
+        deps.channels.forget(str(event.get("channel") or ""))
         await deps.channel_guests.changed(str(event.get("channel") or ""))
 
     @app.event("subteam_members_changed")

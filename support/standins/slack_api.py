@@ -58,9 +58,12 @@ class SlackStandIn:
     uploads: dict[str, dict[str, Any]] = field(default_factory=dict)
     channel_members: dict[str, list[str]] = field(default_factory=dict)
     delays: dict[str, float] = field(default_factory=dict)  # seconds before a method answers
+    # The most calls of each method that were being answered at once (concurrency seen).
+    peak: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._ts = itertools.count(1)
+        self._open: dict[str, int] = {}
         self.socket_outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.socket_connected = asyncio.Event()
 
@@ -103,8 +106,13 @@ class SlackStandIn:
                 with contextlib.suppress(ValueError):
                     params[key] = json.loads(params[key])
         self.calls.append((method, params))
-        if self.delays.get(method):
-            await asyncio.sleep(self.delays[method])
+        self._open[method] = self._open.get(method, 0) + 1
+        self.peak[method] = max(self.peak.get(method, 0), self._open[method])
+        try:
+            if self.delays.get(method):
+                await asyncio.sleep(self.delays[method])
+        finally:
+            self._open[method] -= 1
         if method in self.missing:
             return web.Response(status=404, text="not found")
         queue = self.faults.get(method)

@@ -6,6 +6,7 @@ bytes are neither forwarded nor answered: a server that is silent, not gone).
 Threads, not asyncio, so that it serves synchronous drivers called from worker threads and
 from other event loops alike. A connection held in ``hang`` resumes forwarding when the mode
 goes back to ``pass`` (a hung statement then completes late, as it would in production).
+``latency_s`` delays every message from the client to the service (a slow database).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class TcpProxy:
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
         self.mode: Mode = "pass"
+        self.latency_s = 0.0  # added before each forwarded client -> service message
         self._lock = threading.Lock()
         self._conns: list[socket.socket] = []
         self._listener: socket.socket | None = None
@@ -82,10 +84,10 @@ class TcpProxy:
                 continue
             with self._lock:
                 self._conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+            for a, b, slow in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(target=self._pump, args=(a, b, slow), daemon=True).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, slow: bool = False) -> None:
         try:
             while not self._stopped.is_set():
                 if self.mode == "hang":
@@ -97,6 +99,8 @@ class TcpProxy:
                 data = src.recv(65536)
                 if not data:
                     break
+                if slow and self.latency_s:
+                    self._stopped.wait(self.latency_s)
                 dst.sendall(data)
         except (OSError, ValueError):  # reset or closed by ``set``
             pass
