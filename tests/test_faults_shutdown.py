@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from bot.store.db import Store
 from bot.store.models import Exchange
-from tests.slack_helpers import SECRET, dm, sign
+from tests.slack_helpers import SECRET, dm, mention, sign
 from tests.standins import openai_api, slack_api
 from tests.standins.openai_api import OpenAIStandIn
 from tests.standins.slack_api import SlackStandIn
@@ -188,3 +188,27 @@ async def test_sigterm_in_socket_mode_closes_what_outlives_the_grace_period_with
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_a_question_stopped_before_its_answer_began_is_told_and_recorded(slack) -> None:
+    """Shutdown while Slack is still describing the channel (before the pipeline started):
+    the person is told to ask again and the question is recorded once, never lost."""
+    from bot.slack.questions import RESTART
+    from bot.slack.server import drain
+
+    slack.api.delays["conversations.info"] = 5
+    await slack.event(mention("UEVE", "Where do I submit expenses?", "40.1"))
+    # Wait for the look-up to start (not for the work to settle: that is what is cut short).
+    for _ in range(200):
+        if slack.api.called("conversations.info"):
+            break
+        await asyncio.sleep(0.05)
+    assert slack.api.called("conversations.info")
+    await drain(slack.deps, 0)  # the grace period is over: what runs is cancelled
+    with slack.deps.runtime.store.session() as s:
+        rows = list(s.scalars(select(Exchange)))
+    assert len(rows) == 1
+    assert rows[0].question == "Where do I submit expenses?" and rows[0].channel == "C1"
+    assert "shutting down" in (rows[0].error or "") and rows[0].delivery == "failed"
+    said = [m.text for m in slack.api.in_channel("C1")]
+    assert RESTART in said

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable
@@ -24,6 +25,7 @@ SORRY = "Sorry, something went wrong while answering. It has been logged; please
 UNREADABLE = (
     "I couldn't read that message: its text isn't plain text. Please send your question again."
 )
+RESTART = "Sorry, I'm restarting and couldn't answer this one. Please ask again in a minute."
 EMPTY = "Ask me a question after the mention, for example: “How do I expense a taxi?”"
 
 
@@ -128,6 +130,18 @@ async def answer_message(
     received_at = received_at if received_at is not None else time.perf_counter()
     thread = thread_ts or ts
     target = Target(channel=channel, thread_ts=thread, team=team, user=user)
+    # What is known before any Slack look-up: enough to record the question if the answer
+    # never starts (a Slack error, or a shutdown while looking up the channel).
+    asked = Question(
+        text=text,
+        asker_ref=user,
+        surface="slack",
+        thread=thread,
+        request_key=f"{team}:{channel}:{ts}",
+        channel_ref=channel,
+        received_at=received_at,
+    )
+    answering = False
     try:
         if not text:
             await deps.client.chat_postMessage(channel=channel, thread_ts=thread, text=EMPTY)
@@ -135,17 +149,11 @@ async def answer_message(
         audience = await audience_for(deps, channel, channel_type)
         if assistant:
             await _assistant_status(deps, channel, thread, "is thinking…", title=text)
-        question = Question(
-            text=text,
-            asker_ref=user,
+        question = dataclasses.replace(
+            asked,
             audience=audience,
-            surface="slack",
             history=await history(deps, channel, thread),
-            thread=thread,
-            request_key=f"{team}:{channel}:{ts}",
             private_followup=not audience.is_private,
-            channel_ref=channel,
-            received_at=received_at,
         )
         sink = SlackStreamer(
             deps.streaming_client,
@@ -154,6 +162,7 @@ async def answer_message(
             native=deps.settings.slack_native_streaming,
             offline_models=deps.offline_models,
         )
+        answering = True  # from here on the pipeline records the exchange itself
         result = await deps.runtime.pipeline.ask(question, sink)
         if result.private_answer_available and not audience.is_private:
             await private_answer(
@@ -165,8 +174,15 @@ async def answer_message(
                 where=audience,
                 received_at=received_at,
             )
-    except Exception:
+    except asyncio.CancelledError:
+        if not answering:  # stopped (shutdown) before the answer began: said and recorded
+            await _not_started(deps, asked, "stopped before answering (shutting down)", RESTART)
+        raise
+    except Exception as exc:
         log.exception("answering %s:%s failed", channel, ts)
+        if not answering:
+            await _not_started(deps, asked, f"could not start: {exc.__class__.__name__}", SORRY)
+            return
         try:
             await deps.client.chat_postMessage(channel=channel, thread_ts=thread, text=SORRY)
         except Exception:
@@ -174,6 +190,21 @@ async def answer_message(
     finally:
         if assistant:
             await _assistant_status(deps, channel, thread, "")
+
+
+async def _not_started(deps: SlackDeps, asked: Question, reason: str, say: str) -> None:
+    """A question whose answer never began: the person is told, and it is recorded once
+    (failed, undelivered, with the reason), so nothing asked is lost. Never raises."""
+    try:
+        await deps.client.chat_postMessage(
+            channel=asked.channel_ref or "", thread_ts=asked.thread, text=say
+        )
+    except Exception as exc:
+        log.warning("could not tell the asker (%s)", exc.__class__.__name__)
+    try:
+        await deps.runtime.pipeline.record_unanswerable(asked, reason)
+    except Exception:
+        log.exception("could not record a question that was not answered")
 
 
 async def reply_unreadable(deps: SlackDeps, channel: str, thread: str) -> None:
