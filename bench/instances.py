@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ import yaml
 
 from tests import instances
 from tests.instances import Instances
+from tests.slack_helpers import sign
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -126,15 +128,17 @@ def drop_database(name: str) -> None:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def recorded(url: str, prefix: str) -> dict[str, tuple[int, str]]:
-    """request_key -> (rows, outcome) for the burst's keys."""
+def recorded(url: str, prefix: str) -> dict[str, tuple[int, str, str]]:
+    """request_key -> (rows, outcome, model that answered or why none did) for keys starting
+    with ``prefix``."""
     with psycopg.connect(url) as conn:
         rows = conn.execute(
-            "SELECT request_key, count(*), min(outcome) FROM exchanges "
-            "WHERE request_key LIKE %s GROUP BY request_key",
+            "SELECT request_key, count(*), min(outcome), "
+            "coalesce(min(model), '(' || coalesce(min(error), '?') || ')') "
+            "FROM exchanges WHERE request_key LIKE %s GROUP BY request_key",
             (prefix + "%",),
         ).fetchall()
-    return {str(k): (int(n), str(o)) for k, n, o in rows}
+    return {str(k): (int(n), str(o), str(m)) for k, n, o, m in rows}
 
 
 async def sampler(group: Instances, samples: list[Sample], stop: asyncio.Event) -> None:
@@ -156,7 +160,7 @@ async def burst(
     pids = [inst.proc.pid for inst in group.members]
     idle_rss = {pid: proc_status(pid, "VmRSS") for pid in pids}
     cpu_before = {pid: cpu_s(pid) for pid in pids}
-    sends = []
+    plan: list[tuple[int, str, int | None]] = []  # (instance, body, retry)
     both = 0
     for n in range(size):
         user = f"UB{n % USERS:03d}"
@@ -171,12 +175,12 @@ async def burst(
         body = instances.event_body(f"Ev{tag}x{n}", event)
         route = n % 3  # 0: first instance only, 1: second only, 2: both (a retry)
         if route < 2:
-            sends.append(group.send(route, body))
+            plan.append((route, body, None))
         else:
             both += 1
             first = (n // 3) % 2
-            sends.append(group.send(first, body))
-            sends.append(group.send(1 - first, body, retry=1))
+            plan += [(first, body, None), (1 - first, body, 1)]
+    sends = [group.send(i, body, retry=retry, signed=sign(body)) for i, body, retry in plan]
     group.acks.clear()
     samples: list[Sample] = []
     stop = asyncio.Event()
@@ -185,7 +189,7 @@ async def burst(
     statuses = await asyncio.gather(*sends)
     acked = time.perf_counter() - started
     await group.settle(timeout_s=600, poll_s=0.1)
-    keys: dict[str, tuple[int, str]] = {}
+    keys: dict[str, tuple[int, str, str]] = {}
     deadline = time.monotonic() + 60
     while len(keys) < size and time.monotonic() < deadline:
         keys = recorded(db_url, "T1:D")
@@ -219,8 +223,8 @@ async def burst(
         "answered": len(answers),
         "answered_twice": sum(1 for c in answers.values() if c > 1),
         "recorded": len(keys),
-        "recorded_twice": sum(1 for n, _ in keys.values() if n > 1),
-        "outcomes": sorted({o for _, o in keys.values()}),
+        "recorded_twice": sum(1 for n, _, _ in keys.values() if n > 1),
+        "outcomes": dict(Counter(f"{o} by {m}" for _, o, m in keys.values())),
         "drained_s": drained,
         "peak_in_flight": peak_flight,
         "peak_rss_mb": [round(peak_rss[pid] / 2**20, 1) for pid in pids],
@@ -250,7 +254,9 @@ def report(rows: list[dict[str, Any]], hwm: list[float]) -> str:
             f"{r['drained_s']:.1f} |"
         )
     lines.append("")
-    lines.append(f"Peak RSS over the whole run (VmHWM), per instance: {hwm} MB")
+    for r in rows:
+        lines.append(f"- {r['events']} events: outcomes {r['outcomes']}")
+    lines.append(f"- peak RSS over the whole run (VmHWM), per instance: {hwm} MB")
     return "\n".join(lines)
 
 
