@@ -154,11 +154,16 @@ async def sampler(group: Instances, samples: list[Sample], stop: asyncio.Event) 
 
 
 async def burst(
-    group: Instances, slack_url: str, db_url: str, size: int, tag: str
+    group: Instances,
+    slack_url: str,
+    db_url: str,
+    size: int,
+    tag: str,
+    idle_rss: dict[int, int],
 ) -> dict[str, Any]:
-    """Send ``size`` events at once; wait until every one is decided, answered and recorded."""
+    """Send ``size`` events at once; wait until every one is decided, answered and recorded.
+    ``idle_rss``: each instance's RSS before any question, the base for growth figures."""
     pids = [inst.proc.pid for inst in group.members]
-    idle_rss = {pid: proc_status(pid, "VmRSS") for pid in pids}
     cpu_before = {pid: cpu_s(pid) for pid in pids}
     plan: list[tuple[int, str, int | None]] = []  # (instance, body, retry)
     both = 0
@@ -207,9 +212,8 @@ async def burst(
     peak_flight = max((s.in_flight for s in samples), default=0)
     peak_rss = {pid: max([s.rss.get(pid, 0) for s in samples] + [idle_rss[pid]]) for pid in pids}
     cpu = {pid: cpu_s(pid) - cpu_before[pid] for pid in pids}
-    # RSS above idle at the sample with the most answers in flight, per answer in flight.
-    busiest = max(samples, key=lambda s: s.in_flight, default=Sample())
-    above = sum(busiest.rss.get(pid, 0) - idle_rss[pid] for pid in pids)
+    # Growth of RSS over the idle process, per answer at the busiest moment.
+    above = sum(peak_rss[pid] - idle_rss[pid] for pid in pids)
     return {
         "events": size,
         "deliveries": len(statuses),
@@ -229,7 +233,7 @@ async def burst(
         "peak_in_flight": peak_flight,
         "peak_rss_mb": [round(peak_rss[pid] / 2**20, 1) for pid in pids],
         "idle_rss_mb": [round(idle_rss[pid] / 2**20, 1) for pid in pids],
-        "kb_per_answer_in_flight": (above / 1024 / busiest.in_flight) if busiest.in_flight else 0,
+        "kb_per_answer_in_flight": (above / 1024 / peak_flight) if peak_flight else 0,
         "cpu_ms_per_answer": sum(cpu.values()) * 1000 / size,
         "cpu_s": [round(cpu[pid], 1) for pid in pids],
     }
@@ -238,8 +242,8 @@ async def burst(
 def report(rows: list[dict[str, Any]], hwm: list[float]) -> str:
     head = (
         "| events | deliveries (to both) | ack p50 / p99 / max ms | acked ≤ 3 s | answered "
-        "(twice) | recorded (twice) | peak in flight | peak RSS MB per instance | RSS KB "
-        "per answer in flight | CPU ms per answer | drained in s |\n"
+        "(twice) | recorded (twice) | peak in flight | peak RSS MB per instance | RSS over "
+        "idle, KB per answer in flight | CPU ms per answer | drained in s |\n"
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     )
     lines = [head]
@@ -257,6 +261,7 @@ def report(rows: list[dict[str, Any]], hwm: list[float]) -> str:
     for r in rows:
         lines.append(f"- {r['events']} events: outcomes {r['outcomes']}")
     lines.append(f"- peak RSS over the whole run (VmHWM), per instance: {hwm} MB")
+    lines.append(f"- idle RSS before the first question, per instance: {rows[0]['idle_rss_mb']} MB")
     return "\n".join(lines)
 
 
@@ -299,10 +304,11 @@ async def main() -> None:
         async with aiohttp.ClientSession(connector=connector) as session:
             group = await instances.start(2, env, folder, session)
             try:
-                await burst(group, slack_url, db_url, 4, "9")  # warm-up: first requests
+                idle = {m.proc.pid: proc_status(m.proc.pid, "VmRSS") for m in group.members}
+                await burst(group, slack_url, db_url, 4, "9", idle)  # warm-up: first requests
                 rows = []
                 for i, size in enumerate(sizes, start=1):
-                    row = await burst(group, slack_url, db_url, size, str(10 + i))
+                    row = await burst(group, slack_url, db_url, size, str(10 + i), idle)
                     rows.append(row)
                     print(row, flush=True)
                 hwm = [round(proc_status(m.proc.pid, "VmHWM") / 2**20, 1) for m in group.members]
