@@ -295,6 +295,7 @@ class Store:
             while True:
                 left = bound if not started else started[0] + bound - loop.time()
                 if left <= 0:
+                    job.cancel()  # the thread finishes on its own; its outcome is not wanted
                     self.health.failed("no answer within the timeout")
                     raise self.unavailable()
                 done, _ = await asyncio.wait({job}, timeout=left)
