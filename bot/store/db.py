@@ -58,6 +58,8 @@ class StoreError(ConciergeError):
 # Threads for ``Store.call``: at least a few (SQLite), at most what a pool serves at once.
 DB_THREADS_MIN = 4
 DB_THREADS_MAX = 32
+# How often a call still waiting for a thread checks whether the database was found down.
+QUEUED_POLL_S = 0.1
 
 
 class StoreUnavailable(StoreError):
@@ -293,7 +295,10 @@ class Store:
         bound = timeout_s or self.timeouts.call_s
         try:
             while True:
-                left = bound if not started else started[0] + bound - loop.time()
+                if not started and not self.health.should_try():
+                    job.cancel()  # still queued, and the database was found down meanwhile
+                    raise self.unavailable()
+                left = QUEUED_POLL_S if not started else started[0] + bound - loop.time()
                 if left <= 0:
                     job.cancel()  # the thread finishes on its own; its outcome is not wanted
                     self.health.failed("no answer within the timeout")
