@@ -271,22 +271,25 @@ class Store:
                 raise
         self.health.ok()
 
-    async def call(self, work: Callable[[], T], timeout_s: float | None = None) -> T:
+    async def call(
+        self, work: Callable[[], T], timeout_s: float | None = None, *, even_if_down: bool = False
+    ) -> T:
         """Run ``work`` (synchronous database work) on the store's own threads, waiting at most
         the client-side bound once it has started: a server that accepts connections and then
         says nothing still cannot hold a question. Time spent waiting for a free database
         thread is this process's own load, not the database's silence, so it does not count
         (under a burst it would declare a healthy database down). The thread finishes on its
         own; its late commit is harmless because every spooled record is replayed
-        idempotently."""
-        if not self.health.should_try():
+        idempotently. ``even_if_down``: run while the database is known to be down (a
+        readiness probe looking for its return)."""
+        if not even_if_down and not self.health.should_try():
             raise self.unavailable()
         started: list[float] = []
         loop = asyncio.get_running_loop()
 
         def run() -> T:
             started.append(loop.time())
-            if not self.health.should_try():  # went down while this waited for a thread
+            if not even_if_down and not self.health.should_try():  # found down meanwhile
                 raise self.unavailable()
             return work()
 
@@ -295,7 +298,7 @@ class Store:
         bound = timeout_s or self.timeouts.call_s
         try:
             while True:
-                if not started and not self.health.should_try():
+                if not started and not even_if_down and not self.health.should_try():
                     job.cancel()  # still queued, and the database was found down meanwhile
                     raise self.unavailable()
                 left = QUEUED_POLL_S if not started else started[0] + bound - loop.time()
