@@ -354,7 +354,14 @@ class Embeddings(_Strict):
         return frozenset(self.data_classes or ("public", "internal"))
 
 
-JOB_NAMES = ("weekly_report", "retention_purge", "reindex", "review_reminders", "grant_expiry")
+JOB_NAMES = (
+    "weekly_report",
+    "retention_purge",
+    "reindex",
+    "review_reminders",
+    "grant_expiry",
+    "delivery_purge",
+)
 
 
 class Jobs(_Strict):
@@ -367,6 +374,7 @@ class Jobs(_Strict):
     reindex: str | None = "*/30 * * * *"
     review_reminders: str | None = "*/15 * * * *"
     grant_expiry: str | None = "* * * * *"
+    delivery_purge: str | None = "*/10 * * * *"
 
     @field_validator("timezone")
     @classmethod

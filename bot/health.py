@@ -11,22 +11,23 @@ timeout, so a hung dependency cannot hang the probe.
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bot.core.shared import guard_for
 from bot.runtime import Runtime, make_redis
 
 PROBE_TIMEOUT_S = 1.0
+# Probes run on threads of their own: under a burst the event loop's default threads are all
+# busy, and a probe queued behind them would report a healthy dependency as down.
+_PROBE_THREADS = ThreadPoolExecutor(2, thread_name_prefix="concierge-probe")
 
 
 async def _database(runtime: Runtime) -> str:
     store = runtime.store
     try:
-        reachable = await asyncio.wait_for(asyncio.to_thread(store.probe), PROBE_TIMEOUT_S)
-    except TimeoutError:
-        store.health.failed("no answer within the readiness timeout")
-        return "down"
-    except Exception:
+        reachable = await store.call(store.probe, PROBE_TIMEOUT_S, even_if_down=True)
+    except Exception:  # unavailable, timed out (then marked down by the store), or worse
         return "down"
     return "ok" if reachable else "down"
 
@@ -36,8 +37,9 @@ async def _redis(runtime: Runtime) -> str:
     if client is None:
         return "off"
     guard = guard_for(client)
+    loop = asyncio.get_running_loop()
     try:
-        await asyncio.wait_for(asyncio.to_thread(client.ping), PROBE_TIMEOUT_S)
+        await asyncio.wait_for(loop.run_in_executor(_PROBE_THREADS, client.ping), PROBE_TIMEOUT_S)
     except Exception as exc:  # refused, dropped, timed out: all mean "down"
         guard.failed(exc)
         return "down"
@@ -48,7 +50,7 @@ async def _redis(runtime: Runtime) -> str:
 async def readiness(runtime: Runtime, *, stopping: bool = False) -> tuple[bool, dict[str, Any]]:
     """(ready, body) for ``/readyz``."""
     database, redis = await asyncio.gather(_database(runtime), _redis(runtime))
-    spool = await asyncio.to_thread(runtime.spool.pending)
+    spool = await asyncio.get_running_loop().run_in_executor(_PROBE_THREADS, runtime.spool.pending)
     degraded = [
         name
         for name, bad in (

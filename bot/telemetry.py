@@ -56,6 +56,13 @@ CONNECTOR_ERRORS = Counter(
     "concierge_connector_errors_total", "Searches of a source that failed", ["source"]
 )
 FEEDBACK = Counter("concierge_feedback_total", "Votes on answers", ["value"])
+SLACK_DELIVERIES = Counter(
+    "concierge_slack_deliveries_total",
+    "Slack deliveries de-duplicated, by key kind (event, msg, sig), outcome (claimed: first "
+    "seen, answered here; duplicate: a retry or a copy another instance has) and where the "
+    "claim was made (redis, database, or local during an outage)",
+    ["kind", "outcome", "where"],
+)
 ACCESS_DENIED = Counter(
     "concierge_access_denied_total", "Questions refused for want of any readable source"
 )

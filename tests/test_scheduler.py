@@ -151,5 +151,12 @@ def test_a_fresh_process_schedules_every_configured_job() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == sorted(
-        ["grant_expiry", "reindex", "retention_purge", "review_reminders", "weekly_report"]
+        [
+            "delivery_purge",
+            "grant_expiry",
+            "reindex",
+            "retention_purge",
+            "review_reminders",
+            "weekly_report",
+        ]
     )

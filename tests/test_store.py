@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import timedelta
 
 import pytest
@@ -25,6 +27,33 @@ def test_migrations_are_current_and_idempotent(store: Store, cli) -> None:
     r = cli("db", "upgrade")
     assert r.code == 0 and "up to date" in r.out
     assert is_current(store.engine)
+
+
+def test_an_older_release_is_refused_by_a_newer_schema_with_one_line(store: Store, cli) -> None:
+    """A rolling upgrade: `db upgrade` ran from the new release; an instance of the previous
+    one that restarts cannot move the schema back and says so (no traceback)."""
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    for argv in (("db", "upgrade"), ("jobs", "list")):
+        r = cli(*argv)
+        assert r.code == 1, r.err
+        assert "schema (9999) is newer than this release" in r.err
+        assert "Traceback" not in r.err
+
+
+async def test_a_burst_of_database_work_is_not_taken_for_an_outage(store: Store) -> None:
+    """More calls at once than there are threads to run them: waiting for a thread is this
+    process's own load, and the bound applies to the database's answer only."""
+
+    def work() -> int:
+        with store.session() as s:
+            s.execute(text("SELECT 1"))
+            time.sleep(0.15)  # a slow statement, well within the bound
+        return 1
+
+    results = await asyncio.gather(*(store.call(work, timeout_s=0.6) for _ in range(80)))
+    assert results == [1] * 80
+    assert not store.health.down
 
 
 def test_sqlite_runs_in_wal_mode(tmp_path) -> None:

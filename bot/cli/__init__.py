@@ -214,7 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     jsub.add_parser("list", help="each job's schedule and its recent runs")
     jr = jsub.add_parser("run", help="run one job now (claimed like a scheduled run)")
     jr.add_argument(
-        "name", help="weekly_report, retention_purge, reindex, review_reminders, grant_expiry"
+        "name",
+        help="weekly_report, retention_purge, reindex, review_reminders, grant_expiry, "
+        "delivery_purge",
     )
 
     audit = command("audit", "verify the audit log's hash chain, or export it")

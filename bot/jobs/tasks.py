@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Protocol
 
 from bot.jobs.scheduler import JobHost, job
-from bot.store import repo
+from bot.store import claims, repo
 from bot.store.models import Review, utcnow
 
 
@@ -105,3 +105,15 @@ async def grant_expiry(host: JobHost) -> str:
 
     expired = await asyncio.to_thread(expire)
     return f"{len(expired)} grant(s) expired" + (f": {', '.join(expired)}" if expired else "")
+
+
+@job("delivery_purge")
+async def delivery_purge(host: JobHost) -> str:
+    """Expired Slack delivery claims (bot/store/claims.py) deleted; they no longer block."""
+
+    def purge() -> int:
+        with host.store.session() as s:
+            return claims.purge(s)
+
+    removed = await asyncio.to_thread(purge)
+    return f"removed {removed} expired delivery claim(s)"

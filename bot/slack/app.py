@@ -24,7 +24,7 @@ from bot.runtime import Runtime, make_redis
 from bot.settings import Settings
 from bot.slack.arrival import stamp
 from bot.slack.channels import ChannelDirectory, ChannelGuests
-from bot.slack.dedupe import Deduper, RedisDeduper, StoreDeduper
+from bot.slack.dedupe import Deduper, SharedDeduper
 from bot.slack.deps import SlackDeps
 from bot.slack.identity import SlackIdentityResolver
 from bot.slack.listeners import register_all
@@ -62,10 +62,8 @@ def make_client(settings: Settings, *, retry_rate_limits: bool = True) -> AsyncW
 
 
 def make_deduper(settings: Settings, runtime: Runtime) -> Deduper:
-    client = make_redis(settings)
-    if client is not None:
-        return RedisDeduper(client, settings.redis_prefix)
-    return StoreDeduper(runtime.store)
+    """Claims in the database, with Redis (when configured) asked first."""
+    return SharedDeduper(runtime.store, make_redis(settings), settings.redis_prefix)
 
 
 def build_app(deps: SlackDeps, *, socket_mode: bool = False) -> AsyncApp:

@@ -1,12 +1,20 @@
 """Exactly-once for Slack deliveries: retried events, one message seen as several event
-types, replayed commands and clicks. A key is claimed once; later claims fail.
+types, replayed commands and clicks. A key is claimed once; later claims fail, across every
+instance that shares the database (and Redis).
 
-Claims live in the database (``slack_deliveries``, so they survive restarts) or in Redis
-(``SET NX EX``) when REDIS_URL is set, shared by every instance.
+The database is the authority (``slack_deliveries``, one atomic ``INSERT … ON CONFLICT``
+per claim, bot/store/claims.py). With REDIS_URL set, Redis is asked first (``SET NX EX``):
+a key Redis has already seen is dropped without a database round trip, which is what most
+retries cost. A key Redis grants is still claimed in the database, so an instance that
+could not reach Redis for a moment (a timeout, a blip on its own connection) and claimed in
+the database alone can never answer what another instance answers too.
 
-When the database or Redis cannot be reached (or does not answer within a short bound), a
-claim is made in this process instead (a TTL cache): a duplicate answer is better than
-silence. That is logged once per outage.
+Only when the database cannot be reached (or does not answer within a short bound) does
+Redis decide alone; when neither answers, the claim is made in this process (a TTL cache):
+a duplicate answer is better than silence. That is logged once per outage.
+
+Claims expire after ``CLAIM_TTL_S``: an expired claim no longer blocks, Redis forgets it by
+itself and the ``delivery_purge`` job deletes the rows (bot/jobs/tasks.py).
 """
 
 from __future__ import annotations
@@ -14,20 +22,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from datetime import timedelta
 from typing import Any, Protocol
 
 from cachetools import TTLCache
-from sqlalchemy import delete
-from sqlalchemy.exc import IntegrityError
 
 from bot.core.shared import guard_for
+from bot.store import claims
 from bot.store.db import Store, StoreUnavailable
-from bot.store.models import SlackDelivery, utcnow
+from bot.telemetry import SLACK_DELIVERIES
 
 log = logging.getLogger("concierge.slack.dedupe")
-# A claim waits at most this long for the database before it is made locally.
+# A claim waits at most this long for the database before Redis (or this process) decides.
 CLAIM_TIMEOUT_S = 1.0
+# How long a delivery's claim blocks a repeat. Slack retries an event three times within
+# about five minutes and refuses a signed request older than five minutes: an hour covers
+# both with room to spare.
+CLAIM_TTL_S = 3600
 
 
 class Deduper(Protocol):
@@ -36,11 +46,11 @@ class Deduper(Protocol):
 
 
 class LocalClaims:
-    """Claims in this process (a TTL cache behind a lock): the fallback of both dedupers."""
+    """Claims in this process (a TTL cache behind a lock): the last resort."""
 
     def __init__(self, what: str) -> None:
         self.what = what
-        self._seen: TTLCache[str, bool] = TTLCache(maxsize=100_000, ttl=24 * 3600)
+        self._seen: TTLCache[str, bool] = TTLCache(maxsize=100_000, ttl=CLAIM_TTL_S)
         self._lock = threading.Lock()
         self._outage = False
 
@@ -66,54 +76,57 @@ class LocalClaims:
         self._outage = False
 
 
-class StoreDeduper:
-    def __init__(self, store: Store) -> None:
+class SharedDeduper:
+    """Redis (when configured) as the fast first check, the database as the authority."""
+
+    def __init__(self, store: Store, redis: Any | None = None, prefix: str = "") -> None:
         self.store = store
-        self.local = LocalClaims("the database")
+        self.redis = redis
+        self.prefix = prefix
+        self.guard = guard_for(redis) if redis is not None else None
+        self.local = LocalClaims("the database" if redis is None else "the database or Redis")
 
     async def claim(self, key: str, ttl_s: int) -> bool:
         # A key claimed locally during an outage stays claimed here after it, too.
         if self.local.seen(key):
-            return False
+            return counted(key, False, "local")
+        in_redis = await self._redis(key, ttl_s)
+        if in_redis is False:
+            return counted(key, False, "redis")
         try:
-            claimed = await self.store.call(lambda: self._insert(key, ttl_s), CLAIM_TIMEOUT_S)
+            claimed = await self.store.call(
+                lambda: self._insert(key, ttl_s), timeout_s=CLAIM_TIMEOUT_S
+            )
         except StoreUnavailable:
-            return await self.local.claim(key, ttl_s)
+            if in_redis:
+                return counted(key, True, "redis")  # the database is away: Redis decided
+            return counted(key, await self.local.claim(key, ttl_s), "local")
         self.local.recovered()
-        return claimed
+        return counted(key, claimed, "database")
+
+    async def _redis(self, key: str, ttl_s: int) -> bool | None:
+        """Redis's answer (True: first to see it), or None without Redis or while it is away."""
+        if self.redis is None or self.guard is None:
+            return None
+        name = f"{self.prefix}dedupe:{key}"
+        redis = self.redis
+
+        async def shared() -> bool | None:
+            return bool(await asyncio.to_thread(redis.set, name, "1", nx=True, ex=ttl_s))
+
+        async def away() -> bool | None:
+            return None
+
+        return await self.guard.run(shared, away)
 
     def _insert(self, key: str, ttl_s: int) -> bool:
-        try:
-            with self.store.session() as s:
-                s.add(SlackDelivery(key=key[:200], expires_at=utcnow() + timedelta(seconds=ttl_s)))
-            return True
-        except IntegrityError:
-            return False
-
-    def purge(self) -> int:
         with self.store.session() as s:
-            result: Any = s.execute(
-                delete(SlackDelivery).where(SlackDelivery.expires_at < utcnow())
-            )
-            return int(result.rowcount or 0)
+            return claims.claim(s, key, ttl_s)
 
 
-class RedisDeduper:
-    def __init__(self, client: Any, prefix: str) -> None:
-        self.client = client
-        self.prefix = prefix
-        self.guard = guard_for(client)
-        self.local = LocalClaims("Redis")
-
-    async def claim(self, key: str, ttl_s: int) -> bool:
-        name = f"{self.prefix}dedupe:{key}"
-
-        async def shared() -> bool:
-            return bool(await asyncio.to_thread(self.client.set, name, "1", nx=True, ex=ttl_s))
-
-        if self.local.seen(key):
-            return False
-        claimed = await self.guard.run(shared, lambda: self.local.claim(key, ttl_s))
-        if not self.guard.down:
-            self.local.recovered()
-        return claimed
+def counted(key: str, claimed: bool, where: str) -> bool:
+    """Count a decided claim on /metrics (kind is the key's prefix: event, msg, sig)."""
+    SLACK_DELIVERIES.labels(
+        kind=key.split(":", 1)[0], outcome="claimed" if claimed else "duplicate", where=where
+    ).inc()
+    return claimed

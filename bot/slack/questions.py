@@ -12,6 +12,7 @@ from bot.core.labels import Labels
 from bot.core.types import Audience, Question, Turn
 from bot.slack.calls import patiently
 from bot.slack.channels import Channel
+from bot.slack.dedupe import CLAIM_TTL_S
 from bot.slack.deps import SlackDeps
 from bot.slack.payloads import MessageEvent
 from bot.slack.streaming import SlackStreamer, Target
@@ -221,7 +222,7 @@ async def record_unanswerable(
     deps: SlackDeps, event: MessageEvent, team: str, event_id: str | None, reason: str
 ) -> None:
     """A question with no place to answer: recorded once (per event id) with the reason."""
-    if event_id and not await deps.deduper.claim(f"event:{event_id}", 86_400):
+    if event_id and not await deps.deduper.claim(f"event:{event_id}", CLAIM_TTL_S):
         return
     log.warning("a question cannot be answered: %s (event %s)", reason, event_id or "?")
     question = Question(

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import math
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +61,13 @@ _SQLITE_TRANSIENT = ("locked", "busy", "unable to open", "disk i/o")
 
 class StoreError(ConciergeError):
     """The database cannot be reached or used."""
+
+
+# Threads for ``Store.call``: at least a few (SQLite), at most what a pool serves at once.
+DB_THREADS_MIN = 4
+DB_THREADS_MAX = 32
+# How often a call still waiting for a thread checks whether the database was found down.
+QUEUED_POLL_S = 0.1
 
 
 class StoreUnavailable(StoreError):
@@ -223,6 +232,7 @@ def upgrade(engine: Engine) -> Migration:
     with _migrate_lock:
         try:
             before = current_revisions(engine)
+            _refuse_newer_schema(engine)
             command.upgrade(_alembic_config(engine), "head")
             done = Migration(before, current_revisions(engine))
         except SQLAlchemyError as exc:
@@ -252,6 +262,21 @@ def ensure_schema(engine: Engine) -> None:
         upgrade(engine)
 
 
+def _refuse_newer_schema(engine: Engine) -> None:
+    """An older release (an instance restarted during a rolling upgrade) cannot move the
+    schema back and must not guess at tables it does not know: say so, no traceback."""
+    script = ScriptDirectory.from_config(_alembic_config(engine))
+    known = {rev.revision for rev in script.walk_revisions()}
+    with engine.connect() as conn:
+        heads = set(MigrationContext.configure(conn).get_current_heads())
+    unknown = sorted(heads - known)
+    if unknown:
+        raise StoreError(
+            f"the database schema ({', '.join(unknown)}) is newer than this release: "
+            "run the release that migrated it"
+        )
+
+
 class Store:
     """The engine plus a session factory; passed to whatever needs the database."""
 
@@ -263,6 +288,8 @@ class Store:
         # the runtime; a bare Store, as admin commands open, refuses instead).
         self.spool: Any = None
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._threads: ThreadPoolExecutor | None = None
+        self._executor_lock = threading.Lock()
 
     @classmethod
     def open(cls, url: str, *, migrate: bool = True, timeouts: Timeouts | None = None) -> Store:
@@ -309,20 +336,58 @@ class Store:
                 raise
         self.health.ok()
 
-    async def call(self, work: Callable[[], T], timeout_s: float | None = None) -> T:
-        """Run ``work`` (synchronous database work) in a thread, waiting at most the client-side
-        bound: a server that accepts connections and then says nothing still cannot hold a
-        question. The thread finishes on its own; its late commit is harmless because every
-        spooled record is replayed idempotently."""
-        if not self.health.should_try():
+    async def call(
+        self, work: Callable[[], T], timeout_s: float | None = None, *, even_if_down: bool = False
+    ) -> T:
+        """Run ``work`` (synchronous database work) on the store's own threads, waiting at most
+        the client-side bound once it has started: a server that accepts connections and then
+        says nothing still cannot hold a question. Time spent waiting for a free database
+        thread is this process's own load, not the database's silence, so it does not count
+        (under a burst it would declare a healthy database down). The thread finishes on its
+        own; its late commit is harmless because every spooled record is replayed
+        idempotently. ``even_if_down``: run while the database is known to be down (a
+        readiness probe looking for its return)."""
+        if not even_if_down and not self.health.should_try():
             raise self.unavailable()
+        started: list[float] = []
+        loop = asyncio.get_running_loop()
+
+        def run() -> T:
+            started.append(loop.time())
+            if not even_if_down and not self.health.should_try():  # found down meanwhile
+                raise self.unavailable()
+            return work()
+
+        context = contextvars.copy_context()
+        job = asyncio.wrap_future(self._executor().submit(context.run, run))
+        bound = timeout_s or self.timeouts.call_s
         try:
-            return await asyncio.wait_for(
-                asyncio.to_thread(work), timeout_s or self.timeouts.call_s
-            )
-        except TimeoutError:
-            self.health.failed("no answer within the timeout")
-            raise self.unavailable() from None
+            while True:
+                if not started and not even_if_down and not self.health.should_try():
+                    job.cancel()  # still queued, and the database was found down meanwhile
+                    raise self.unavailable()
+                left = QUEUED_POLL_S if not started else started[0] + bound - loop.time()
+                if left <= 0:
+                    job.cancel()  # the thread finishes on its own; its outcome is not wanted
+                    self.health.failed("no answer within the timeout")
+                    raise self.unavailable()
+                done, _ = await asyncio.wait({job}, timeout=left)
+                if done:
+                    return job.result()
+        except asyncio.CancelledError:
+            job.cancel()  # not started yet: never runs
+            raise
+
+    def _executor(self) -> ThreadPoolExecutor:
+        """The threads database work runs on, as many as the connection pool can serve at once
+        (created on first use), apart from the event loop's default executor."""
+        with self._executor_lock:
+            if self._threads is None:
+                size = self.engine.pool.size() if hasattr(self.engine.pool, "size") else 0
+                overflow = getattr(self.engine.pool, "_max_overflow", 0)
+                workers = max(DB_THREADS_MIN, min(DB_THREADS_MAX, size + max(0, overflow)))
+                self._threads = ThreadPoolExecutor(workers, thread_name_prefix="concierge-db")
+            return self._threads
 
     def probe(self) -> bool:
         """One ``SELECT 1``, whatever the health says; True (and healthy) when it answered."""
@@ -338,4 +403,6 @@ class Store:
         return True
 
     def close(self) -> None:
+        if self._threads is not None:
+            self._threads.shutdown(wait=False, cancel_futures=True)
         self.engine.dispose()

@@ -13,6 +13,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.async_context import AsyncBoltContext
 
 from bot.slack.arrival import arrived
+from bot.slack.dedupe import CLAIM_TTL_S
 from bot.slack.deps import SlackDeps
 from bot.slack.payloads import parse_message
 from bot.slack.questions import (
@@ -67,9 +68,9 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             # several event types (app_mention and message.im) with different ids but the same
             # channel and ts. Both keys outlive Slack's retries and our restarts. The claims
             # are inside the tracked task, so shutdown (and tests) wait for them too.
-            if event_id and not await deps.deduper.claim(f"event:{event_id}", 86_400):
+            if event_id and not await deps.deduper.claim(f"event:{event_id}", CLAIM_TTL_S):
                 return
-            if not await deps.deduper.claim(f"msg:{team}:{channel}:{ts}", 86_400):
+            if not await deps.deduper.claim(f"msg:{team}:{channel}:{ts}", CLAIM_TTL_S):
                 return
             if "text" in bad:
                 await reply_unreadable(deps, channel, parsed.thread_ts or ts)
