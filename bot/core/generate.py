@@ -606,6 +606,10 @@ class _Runner:
         self.retry_wait = 0.0
         self.begun = time.monotonic()
         self.first_deadline = self.begun + router.timings.first_token_timeout_s
+        if router._last_resort(link):
+            # The local model is the last resort: under a burst its CPU time may pass a
+            # remote model's first-token deadline, and giving up on it leaves no answer at all.
+            self.first_deadline = max(self.first_deadline, deadline)
         self.shown = ""
         self.failure: BaseException | None = None  # why the stream broke off after text
         self.queue: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
