@@ -8,6 +8,11 @@ so a document cannot send escape sequences to the terminal either.
 
 from __future__ import annotations
 
+import contextlib
+import sys
+import termios
+from collections.abc import Iterator
+
 from prompt_toolkit import PromptSession
 from prompt_toolkit.formatted_text import FormattedText
 from prompt_toolkit.history import InMemoryHistory
@@ -41,12 +46,34 @@ def _bindings() -> KeyBindings:
     return kb
 
 
+@contextlib.contextmanager
+def no_echo() -> Iterator[None]:
+    """While an answer streams, keys typed (and the "^C" of Ctrl-C) are not echoed into the
+    live view, which would shift it; Ctrl-C still arrives as a signal."""
+    try:
+        fd = sys.stdin.fileno()
+        saved = termios.tcgetattr(fd)
+    except (OSError, ValueError, termios.error):
+        yield
+        return
+    quiet = list(saved)
+    quiet[3] &= ~(termios.ECHO | termios.ECHOCTL)
+    try:
+        termios.tcsetattr(fd, termios.TCSANOW, quiet)
+        yield
+    finally:
+        with contextlib.suppress(OSError, termios.error):
+            termios.tcsetattr(fd, termios.TCSANOW, saved)
+
+
 class LiveSink:
     """The answer as rendered Markdown, redrawn as it streams; a spinner until it starts."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
         self.text = ""
+        self._quiet = contextlib.ExitStack()
+        self._quiet.enter_context(no_echo())
         self.live = Live(
             Spinner("dots", text=Text(" thinking…", style="dim")),
             console=console,
@@ -68,6 +95,7 @@ class LiveSink:
     async def close(self, result: ExchangeResult) -> None:
         self.live.update(self._view() if self.text else Text(""), refresh=True)
         self.live.stop()
+        self._quiet.close()
 
 
 class RichScreen:
