@@ -109,6 +109,8 @@ class RichScreen:
 
     async def read(self, prompt: str, *, history: bool = True) -> str | None:
         session = self.questions if history else self.replies
+        if history:
+            self.console.print()  # a blank line between one exchange and the next
         try:
             # SIGINT stays with the chat (it stops answers); while this prompt reads, the
             # terminal is raw and Ctrl-C arrives as a key (the binding above).
@@ -123,8 +125,8 @@ class RichScreen:
     def interrupt(self) -> None:
         """A prompt reads Ctrl-C as a key; a signal arrives only between prompts."""
 
-    def say(self, text: str, *, markdown: bool = False) -> None:
-        self.console.print(Markdown(text, hyperlinks=False) if markdown else Text(text))
+    def say(self, text: str) -> None:
+        self.console.print(Text(text))
 
     def note(self, text: str) -> None:
         self.console.print(Text(text, style="dim"))
@@ -145,7 +147,7 @@ def show_sources(console: Console, result: ExchangeResult) -> None:
     rows = citation_lines(result)
     if not rows:
         return
-    lines = [Text("Sources", style="bold dim")]
+    lines = [Text(""), Text("Sources", style="bold dim")]
     for ref, title, where, date in rows:
         line = Text.assemble((f" {ref}. ", "bold"), (title, "bold"), "  ", (where, "cyan"))
         if date:

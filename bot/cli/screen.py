@@ -59,7 +59,7 @@ class Screen(Protocol):
     def interrupt(self) -> None:
         """Ctrl-C arrived as a signal: a read in progress raises Interrupted."""
 
-    def say(self, text: str, *, markdown: bool = False) -> None: ...
+    def say(self, text: str) -> None: ...
 
     def note(self, text: str) -> None:
         """A quiet line (a status, a hint)."""
@@ -126,7 +126,7 @@ class PlainScreen:
         if self._waiting is not None and not self._waiting.done():
             self._waiting.set_exception(Interrupted())
 
-    def say(self, text: str, *, markdown: bool = False) -> None:
+    def say(self, text: str) -> None:
         out(text)
 
     def note(self, text: str) -> None:
