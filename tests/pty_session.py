@@ -88,7 +88,7 @@ class PtySession:
     def text(self) -> str:
         return plain(self.raw)
 
-    def expect(self, pattern: str, timeout: float = 30.0) -> re.Match[str]:
+    def expect(self, pattern: str, timeout: float = 60.0) -> re.Match[str]:
         """The first match of ``pattern`` (a regex) after the previous expect's match."""
         regex = re.compile(pattern)
         deadline = time.monotonic() + timeout
@@ -112,7 +112,7 @@ class PtySession:
     def send(self, keys: str) -> None:
         os.write(self.fd, keys.encode())
 
-    def wait(self, timeout: float = 30.0) -> int:
+    def wait(self, timeout: float = 60.0) -> int:
         """The exit code, once the process has ended (it must end by itself)."""
         deadline = time.monotonic() + timeout
         while self.exit_code is None:

@@ -66,6 +66,22 @@ def no_echo() -> Iterator[None]:
             termios.tcsetattr(fd, termios.TCSANOW, saved)
 
 
+def closed(text: str) -> str:
+    """Part of an answer with its open code block, code span or bold closed for display, so
+    that ``**five`` shows as bold "five" while "days**" is still on its way, not as stars."""
+    if text.count("```") % 2:
+        return text + "\n```"
+    prose = "".join(text.split("```")[::2])  # outside code blocks
+    if prose.count("`") % 2:
+        return text + "`"
+    if prose.count("**") % 2:  # a bold is open (it cannot close after a space)
+        body = text.rstrip()
+        return body[:-2] if body.endswith("**") else body.rstrip("*") + "**"
+    if text.endswith("*") and not text.endswith("**"):  # perhaps half of the next "**"
+        return text[:-1]
+    return text
+
+
 class LiveSink:
     """The answer as rendered Markdown, redrawn as it streams; a spinner until it starts."""
 
@@ -82,15 +98,15 @@ class LiveSink:
         )
         self.live.start()
 
-    def _view(self) -> RenderableType:
-        return Markdown(self.text, hyperlinks=False)
+    def _view(self, *, partial: bool = False) -> RenderableType:
+        return Markdown(closed(self.text) if partial else self.text, hyperlinks=False)
 
     async def status(self, text: str) -> None:
         self.console.print(Text(text, style="dim italic"))
 
     async def write(self, text: str) -> None:
         self.text += text
-        self.live.update(self._view())
+        self.live.update(self._view(partial=True))
 
     async def close(self, result: ExchangeResult) -> None:
         self.live.update(self._view() if self.text else Text(""), refresh=True)
