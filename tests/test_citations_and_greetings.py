@@ -159,3 +159,10 @@ async def test_slack_gets_the_greeting_too(slack: SlackDriver) -> None:
     public = [m.full_text() for m in slack.api.in_channel("C1") if m.blocks]
     assert any("I'm Concierge" in t for t in public), public
     assert not any("hr-policies" in t for t in public)
+
+
+async def test_slack_citations_are_numbered_and_dated(slack: SlackDriver) -> None:
+    await slack.event(dm("UEVE", "How many days of time off can I carry over?", "300.3"))
+    await slack.settle()
+    (answer,) = [m for m in slack.api.in_channel("DEVE") if m.blocks]
+    assert re.search(r"\[1\] handbook: Paid time off \(\d{4}-\d{2}-\d{2}\)", answer.full_text())
