@@ -2,8 +2,9 @@
 and a prompt with line editing and history (prompt_toolkit). Imported only then.
 
 Links render as ``label (url)``, never as a hidden hyperlink, so a document cannot disguise
-where a link goes (as the Slack adapter defangs them); rich drops control codes from text,
-so a document cannot send escape sequences to the terminal either.
+where a link goes (as the Slack adapter defangs them); control characters are dropped before
+rendering (rich's Markdown keeps them), so a document cannot send escape sequences to the
+terminal either.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from rich.markdown import Markdown
 from rich.spinner import Spinner
 from rich.text import Text
 
-from bot.cli.screen import AnswerSink, Interrupted, citation_lines
+from bot.cli.screen import AnswerSink, Interrupted, citation_lines, printable
 from bot.core.types import ExchangeResult
 
 # Re-rendering the whole Markdown on every streamed piece is wasted work: the live view is
@@ -99,10 +100,11 @@ class LiveSink:
         self.live.start()
 
     def _view(self, *, partial: bool = False) -> RenderableType:
-        return Markdown(closed(self.text) if partial else self.text, hyperlinks=False)
+        text = printable(self.text)
+        return Markdown(closed(text) if partial else text, hyperlinks=False)
 
     async def status(self, text: str) -> None:
-        self.console.print(Text(text, style="dim italic"))
+        self.console.print(Text(printable(text), style="dim italic"))
 
     async def write(self, text: str) -> None:
         self.text += text
@@ -142,7 +144,7 @@ class RichScreen:
         """A prompt reads Ctrl-C as a key; a signal arrives only between prompts."""
 
     def say(self, text: str) -> None:
-        self.console.print(Text(text))
+        self.console.print(Text(printable(text)))
 
     def note(self, text: str) -> None:
         self.console.print(Text(text, style="dim"))

@@ -11,12 +11,29 @@ standard input. Both read in a way Ctrl-C can interrupt at once (``interrupt``).
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 import threading
 from typing import Protocol
 
 from bot.cli.output import err, out
 from bot.core.types import ExchangeResult
+
+# C0 controls but newline and tab, DEL and C1 controls: an escape sequence from a document
+# or a model would restyle, retitle or rewrite the reader's terminal.
+CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` as it may be shown on a terminal: without control characters."""
+    return CONTROLS.sub("", text)
+
+
+def stdout_is_terminal() -> bool:
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 class Interrupted(Exception):
@@ -35,7 +52,8 @@ def citation_lines(result: ExchangeResult) -> list[tuple[str, str, str, str]]:
         else:
             where = f"{s['source']}/{location or uri}" if (location or uri) else str(s["source"])
         date = f"updated {s['date']}" if s.get("date") else ""
-        rows.append((str(s.get("ref", len(rows) + 1)), str(s.get("title") or ""), where, date))
+        title = str(s.get("title") or "")
+        rows.append((str(s.get("ref", len(rows) + 1)), printable(title), printable(where), date))
     return rows
 
 
@@ -75,6 +93,8 @@ class PlainSink:
     def __init__(self, prefix: str = "") -> None:
         self.prefix = prefix
         self.wrote = False
+        # A pipe gets the text exactly; a terminal never gets its control characters.
+        self.clean = printable if stdout_is_terminal() else str
 
     async def status(self, text: str) -> None:
         err(f"[{text}]")
@@ -83,7 +103,7 @@ class PlainSink:
         if not self.wrote and self.prefix:
             out(self.prefix, end="")
         self.wrote = True
-        out(text, end="")
+        out(self.clean(text), end="")
 
     async def close(self, result: ExchangeResult) -> None:
         if self.wrote:
@@ -143,6 +163,6 @@ class PlainScreen:
 def interactive() -> bool:
     """Both ends are a terminal: render and edit; otherwise plain text only."""
     try:
-        return sys.stdin.isatty() and sys.stdout.isatty()
+        return sys.stdin.isatty() and stdout_is_terminal()
     except (AttributeError, ValueError):
         return False

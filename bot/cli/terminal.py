@@ -9,7 +9,7 @@ import re
 from typing import TYPE_CHECKING
 
 from bot.cli.output import err, out
-from bot.cli.screen import AnswerSink, PlainSink, interactive, plain_sources
+from bot.cli.screen import AnswerSink, PlainSink, plain_sources, stdout_is_terminal
 from bot.core.sinks import CollectingSink
 from bot.core.types import Audience, ExchangeResult, Question
 from bot.errors import UsageError
@@ -56,7 +56,7 @@ def ask(settings: Settings, args: argparse.Namespace) -> int:
     audience = _channel(args.channel)
     # At a terminal the answer is rendered Markdown; in a pipe or a file it stays plain text.
     console: Console | None = None
-    if not args.json and interactive():
+    if not args.json and stdout_is_terminal():
         from bot.cli.rich_screen import new_console
 
         console = new_console()
