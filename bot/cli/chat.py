@@ -66,6 +66,12 @@ def who_is_known(directory: DirectoryResolver, ref: str, *, few: int = 5) -> str
     return "Known people include " + ", ".join(known[:few]) + more + "."
 
 
+def answered_by_sources(result: ExchangeResult) -> bool:
+    """A model or a verified answer replied (not small talk, not a refusal): worth a vote,
+    and a turn a follow-up may lean on."""
+    return bool(result.models_tried) or result.verified_answer_id is not None
+
+
 @dataclass
 class Conversation:
     asker: str
@@ -197,14 +203,15 @@ class Chat:
         finally:
             self.answering = None
         self.screen.sources(result)
-        if result.outcome in ("answered", "incomplete", "no_answer"):
+        if result.outcome in ("answered", "incomplete", "no_answer") and answered_by_sources(
+            result
+        ):
             conv.history.append(Turn(line, result.answer, result.labels))
         return result
 
     async def _feedback(self, result: ExchangeResult) -> str | None:
         """Ask for a vote; anything that is not a vote is taken as the next question."""
-        if not result.models_tried and result.verified_answer_id is None:
-            # A greeting or a refusal: there is no answer to rate.
+        if not answered_by_sources(result):  # a greeting or a refusal: nothing to rate
             return None
         try:
             reply = await self.screen.read("Helpful? [y/n, Enter to skip] ", history=False)
