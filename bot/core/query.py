@@ -98,6 +98,7 @@ SMALL_TALK_REST = re.compile(
     r"got it|nice|cool|mate|buddy|you|again)$",
     re.IGNORECASE,
 )
+SMALL_TALK_MAX_CHARS = 200
 THANKS = re.compile(r"\b(?:thanks|thank you|thx|ty|cheers|appreciated?|tia)\b", re.IGNORECASE)
 
 
@@ -105,6 +106,8 @@ def small_talk(text: str) -> str | None:
     """``"greeting"`` or ``"thanks"`` when a message is only that ("hi", "hey there",
     "thanks!", "what can you do?"), else None. A greeting before a question ("hey, quick
     one: …") is a question: only a message with nothing left to search is small talk."""
+    if len(text) > SMALL_TALK_MAX_CHARS:  # a long message is never only a greeting
+        return None
     out = EMOJI.sub(" ", SHORTCODE.sub(" ", MENTION.sub(" ", text)))
     out = re.sub(r"\s+", " ", out).strip()
     if not words(out):
