@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from bot.core.citations import CitationNumbers
+from bot.core.query import small_talk
 from bot.core.sinks import CollectingSink
 from bot.core.types import Question
 from bot.runtime import build_runtime
@@ -166,3 +167,27 @@ async def test_slack_citations_are_numbered_and_dated(slack: SlackDriver) -> Non
     await slack.settle()
     (answer,) = [m for m in slack.api.in_channel("DEVE") if m.blocks]
     assert re.search(r"\[1\] handbook: Paid time off \(\d{4}-\d{2}-\d{2}\)", answer.full_text())
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("hi", "greeting"),
+        ("hey there", "greeting"),
+        ("<@U123> hello :wave:", "greeting"),
+        ("good morning team!", "greeting"),
+        ("what can you do?", "greeting"),
+        ("thanks!", "thanks"),
+        ("thank you so much 🙏", "thanks"),
+        ("thanks for the help", "thanks"),
+        ("hey, quick one: how many PTO days carry over?", None),
+        ("hi, what is the wifi password?", None),
+        ("thanks, and what about contractors?", None),
+        ("why?", None),  # a follow-up, not small talk
+        ("and until when?", None),
+        ("help me with expenses", None),
+        ("hi " + "x" * 300, None),
+    ],
+)
+def test_what_counts_as_small_talk(text: str, kind: str | None) -> None:
+    assert small_talk(text) == kind
