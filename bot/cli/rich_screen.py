@@ -18,7 +18,7 @@ from prompt_toolkit import PromptSession
 from prompt_toolkit.formatted_text import FormattedText
 from prompt_toolkit.history import InMemoryHistory
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.live import Live
 from rich.markdown import Markdown
 from rich.spinner import Spinner
@@ -27,8 +27,8 @@ from rich.text import Text
 from bot.cli.screen import AnswerSink, Interrupted, citation_lines, printable
 from bot.core.types import ExchangeResult
 
-# Re-rendering the whole Markdown on every streamed piece is wasted work: the live view is
-# redrawn this often instead (and once more, complete, at the end).
+# Parsing and rendering the whole Markdown on every streamed piece is wasted work: the live
+# view is redrawn this often instead (and once more, complete, at the end).
 REFRESH_PER_SECOND = 15
 
 
@@ -99,16 +99,21 @@ class LiveSink:
         )
         self.live.start()
 
-    def _view(self, *, partial: bool = False) -> RenderableType:
-        text = printable(self.text)
-        return Markdown(closed(text) if partial else text, hyperlinks=False)
+    def _view(self) -> RenderableType:
+        return Markdown(printable(self.text), hyperlinks=False)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        """The answer so far, parsed only when the live view redraws (REFRESH_PER_SECOND),
+        not once per streamed piece."""
+        yield Markdown(closed(printable(self.text)), hyperlinks=False)
 
     async def status(self, text: str) -> None:
         self.console.print(Text(printable(text), style="dim italic"))
 
     async def write(self, text: str) -> None:
+        if not self.text:
+            self.live.update(self)  # the spinner gives way to the answer
         self.text += text
-        self.live.update(self._view(partial=True))
 
     async def close(self, result: ExchangeResult) -> None:
         self.live.update(self._view() if self.text else Text(""), refresh=True)
