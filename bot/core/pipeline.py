@@ -591,6 +591,8 @@ class Pipeline:
         run.out = out
 
         async def replace() -> None:  # another model starts the answer over
+            # Its citations are numbered afresh, and only its text is the answer.
+            run.numbers = CitationNumbers(len(run.found.passages))
             if buffered is None:
                 await run.sink.replace("")
             else:
@@ -606,7 +608,7 @@ class Pipeline:
         if not run.found.passages:
             router = router.last_resort()
         # Citations renumbered in the order the answer cites them, as the text streams.
-        numbers = run.numbers = CitationNumbers(len(run.found.passages))
+        run.numbers = CitationNumbers(len(run.found.passages))
         async for piece in router.stream(
             system=run.system,
             user=run.user,
@@ -619,10 +621,10 @@ class Pipeline:
             context=answer_context(run.asked, run.found.passages),
             replace=replace,
         ):
-            shown = numbers.feed(piece)
+            shown = run.numbers.feed(piece)
             if shown:
                 await out(shown)
-        tail = numbers.flush()
+        tail = run.numbers.flush()
         if tail:
             await out(tail)
         return True
