@@ -15,7 +15,7 @@ token (CLOCK_MONOTONIC is one clock for all processes on Linux). Reported per le
 - Slack writes per answer (chat.* calls, 429s included), and how many answers used a
   native stream.
 
-    .venv/bin/python -m bench.slack_load [--levels 1,10,50] [--single 20]
+    .venv/bin/python -m bench.slack_load [--levels 1,10,50] [--single 20] [--app-root DIR]
 """
 
 from __future__ import annotations
@@ -198,10 +198,11 @@ class Serve:
 
     def __init__(self, env: dict[str, str]) -> None:
         self.port = free_port()
+        root = Path(env["PYTHONPATH"])
         self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "app.py"), "serve"],
+            [sys.executable, str(root / "app.py"), "serve"],
             env={**env, "PORT": str(self.port), "CONCIERGE_HOST": "127.0.0.1"},
-            cwd=ROOT,
+            cwd=root,
         )
         self.url = f"http://127.0.0.1:{self.port}"
 
@@ -270,16 +271,25 @@ def measure(
     by_channel: dict[str, list[tuple[float, str, int]]] = {}
     for at, method, channel, status in data["writes"]:
         by_channel.setdefault(channel, []).append((at, method, status))
-    added, lag, gaps, calls = [], [], [], []
+    added, lag, gaps, calls, premodel, shown = [], [], [], [], [], []
+    shown_native: list[float] = []
+    shown_posted: list[float] = []
+    lag_native: list[float] = []
+    lag_posted: list[float] = []
     native = 0
     for tag, (asked_at, channel) in sent.items():
         request, first_token, last_token = data["tokens"][tag]
         ok = sorted(at for at, _, status in by_channel.get(channel, []) if status == 200)
         everything = by_channel.get(channel, [])
         calls.append(len(everything))
-        native += any(m == "chat.startStream" for _, m, s in everything if s == 200)
+        streamed = any(m == "chat.startStream" for _, m, s in everything if s == 200)
+        native += streamed
         added.append((ok[0] - asked_at) - (first_token - request))
+        premodel.append(request - asked_at)
+        shown.append(ok[0] - first_token)
+        (shown_native if streamed else shown_posted).append(ok[0] - first_token)
         lag.append(ok[-1] - last_token)
+        (lag_native if streamed else lag_posted).append(ok[-1] - last_token)
         points = [first_token] + [t for t in ok if t > first_token]
         gaps.append(max(b - a for a, b in itertools.pairwise(points)))
     ms = 1000.0
@@ -289,8 +299,17 @@ def measure(
         "ack p99 ms": pct(acks, 99) * ms,
         "added p50 ms": statistics.median(added) * ms,
         "added p95 ms": pct(added, 95) * ms,
+        "event->model p50 ms": statistics.median(premodel) * ms,
+        "token->shown p50 ms": statistics.median(shown) * ms,
+        "token->shown p95 ms": pct(shown, 95) * ms,
+        "token->shown native/posted p50 ms": "/".join(
+            f"{statistics.median(x) * ms:.0f}" if x else "-" for x in (shown_native, shown_posted)
+        ),
         "final lag p50 ms": statistics.median(lag) * ms,
         "final lag p95 ms": pct(lag, 95) * ms,
+        "final lag native/posted p50 ms": "/".join(
+            f"{statistics.median(x) * ms:.0f}" if x else "-" for x in (lag_native, lag_posted)
+        ),
         "longest gap max s": max(gaps),
         "longest gap p95 s": pct(gaps, 95),
         "writes/answer": statistics.mean(calls),
@@ -303,6 +322,12 @@ async def main() -> None:
     ap.add_argument("--levels", default="1,10,50")
     ap.add_argument("--single", type=int, default=20, help="answers, one at a time")
     ap.add_argument("--rounds", type=int, default=2, help="bursts at 10 in flight")
+    ap.add_argument(
+        "--app-root",
+        type=Path,
+        default=ROOT,
+        help="serve this checkout (e.g. an older one, for before/after figures)",
+    )
     args = ap.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
     ctx = mp.get_context("spawn")
@@ -325,7 +350,7 @@ async def main() -> None:
             "CONCIERGE_SCHEDULER": "false",
             "DATABASE_URL": f"sqlite:///{tmp / 'bench.db'}",
             "LOG_LEVEL": "ERROR",
-            "PYTHONPATH": str(ROOT),
+            "PYTHONPATH": str(args.app_root.resolve()),
         }
     )
     rows = []

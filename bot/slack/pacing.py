@@ -4,13 +4,13 @@ owner of Slack's rate limits.
 Slack limits each Web API method per workspace (per app token) by the minute, bursts
 tolerated: chat.startStream and chat.stopStream are Tier 2 (20+ a minute), chat.update Tier 3
 (50+), chat.appendStream Tier 4 (100+); chat.postMessage allows about one a second per
-channel, with bursts. Each limit here is a moving window of that many calls ("20 in any
-60 s": a burst may spend the whole minute at once), counted by the ``limits`` library.
+channel, with bursts. Each limit here is aiolimiter's leaky bucket of that many calls a
+minute: a burst may spend a whole minute's calls at once, then they come back steadily.
 
 - A **lane** per method (per channel for chat.postMessage) hands out its calls in turn:
   final writes first, then whoever has waited longest (each answer asks again only after
   its turn, so answers take turns round-robin and each turn carries all of an answer's
-  pending text). Intermediate chat.updates leave room in the window for the final update
+  pending text). Intermediate chat.updates leave room in the bucket for the final update
   of every answer that will need one.
 - A **native stream** is admitted only when its chat.startStream and its chat.stopStream
   both fit in Tier 2 now; both are counted at once, so an answer's last write never waits
@@ -34,9 +34,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from limits import RateLimitItem, RateLimitItemPerMinute, RateLimitItemPerSecond
-from limits.aio.storage import MemoryStorage
-from limits.aio.strategies import MovingWindowRateLimiter
+from aiolimiter import AsyncLimiter
 
 log = logging.getLogger("concierge.slack.pacing")
 
@@ -58,28 +56,29 @@ class Budget:
 
 
 class Lane:
-    """One method's calls, handed out in turn within its moving window."""
+    """One method's calls, handed out in turn within its budget."""
 
     def __init__(
         self,
         pacer: Pacer,
         method: str,
-        item: RateLimitItem,
-        key: str,
+        budget: AsyncLimiter,
         reserve: Callable[[], int] = lambda: 0,
     ) -> None:
         self.pacer = pacer
         self.method = method
-        self.item = item
-        self.key = key
-        self.reserve = reserve  # calls intermediate writes must leave in the window
+        self.budget = budget
+        self.reserve = reserve  # calls intermediate writes must leave in the budget
         self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     async def turn(self, *, urgent: bool = False) -> None:
-        """Wait for this caller's turn and a call in the window (counted as taken)."""
+        """Wait for this caller's turn and a call in the budget (counted as taken)."""
+        if self.free(1 if urgent else 1 + self.reserve()):  # nobody ahead, and room now
+            await self.take()
+            return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiting, (0 if urgent else 1, next(self._seq), fut))
         self._changed.set()
@@ -87,15 +86,22 @@ class Lane:
             self._task = asyncio.create_task(self._dispatch())
         await fut
 
-    async def take(self) -> bool:
-        """A call now if the window has one and nobody is waiting or paused; else False."""
-        if self._waiting or self.pacer.paused_for(self.method) > 0:
-            return False
-        return await self.pacer.limiter.test(self.item, self.key) and await self.pacer.hit(
-            self.item, self.key
+    def free(self, calls: int = 1) -> bool:
+        """Whether ``calls`` more fit now (nobody waiting ahead, no 429 pause)."""
+        return (
+            not self._waiting
+            and self.pacer.paused_for(self.method) <= 0
+            and calls <= self.budget.max_rate
+            and self.budget.has_capacity(calls)
         )
 
+    async def take(self) -> None:
+        """Count one call now (after ``free`` said it fits: never waits)."""
+        await self.budget.acquire()
+
     async def _dispatch(self) -> None:
+        # One call's worth drains from the bucket in this time.
+        slot_s = self.budget.time_period / self.budget.max_rate
         while self._waiting:
             self._changed.clear()
             rank, _, fut = self._waiting[0]
@@ -104,15 +110,15 @@ class Lane:
                 continue
             wait = self.pacer.paused_for(self.method)
             if wait <= 0:
-                stats = await self.pacer.limiter.get_window_stats(self.item, self.key)
-                room = stats.remaining - (self.reserve() if rank else 0)  # 0: a final write
-                if room > 0 and await self.pacer.hit(self.item, self.key):
+                need = 1 + (self.reserve() if rank else 0)  # rank 0: a final write
+                if need <= self.budget.max_rate and self.budget.has_capacity(need):
+                    await self.budget.acquire()  # there is room: returns at once
                     heapq.heappop(self._waiting)
                     fut.set_result(None)
                     continue
-                wait = max(stats.reset_time - time.time(), 0.005)
-            # Until a call leaves the window or the pause ends; sooner if an urgent write
-            # arrives (it may use the room kept for final writes).
+                wait = slot_s
+            # Until a call drains or the pause ends; sooner if an urgent write arrives (it
+            # may use the room kept for final writes).
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), timeout=wait)
 
@@ -122,36 +128,34 @@ class Pacer:
 
     def __init__(self, budget: Budget | None = None) -> None:
         self.budget = budget or Budget()
-        self.limiter = MovingWindowRateLimiter(MemoryStorage())
         self._paused: dict[str, float] = {}
         self._lanes: dict[tuple[str, str], Lane] = {}
         # Answers holding a chat.update message that still needs its final update.
         self.updating = 0
         b = self.budget
-        self._items: dict[str, RateLimitItem] = {
-            START: RateLimitItemPerMinute(max(int(b.streams_per_minute), 1)),
-            STOP: RateLimitItemPerMinute(max(int(b.streams_per_minute), 1)),
-            APPEND: RateLimitItemPerMinute(max(int(b.append_per_minute), 1)),
-            UPDATE: RateLimitItemPerMinute(max(int(b.update_per_minute), 1)),
-            POST: RateLimitItemPerSecond(max(int(b.posts_per_channel_10s), 1), 10),
+        self._rates: dict[str, tuple[float, float]] = {  # (calls, per seconds)
+            START: (b.streams_per_minute, 60),
+            STOP: (b.streams_per_minute, 60),
+            APPEND: (b.append_per_minute, 60),
+            UPDATE: (b.update_per_minute, 60),
+            POST: (b.posts_per_channel_10s, 10),
         }
-
-    async def hit(self, item: RateLimitItem, key: str) -> bool:
-        return await self.limiter.hit(item, key)
 
     def lane(self, method: str, channel: str = "") -> Lane:
         key = (method, channel if method == POST else "")
         lane = self._lanes.get(key)
         if lane is None:
+            calls, period = self._rates[method]
             reserve = self._update_reserve if method == UPDATE else (lambda: 0)
-            lane = Lane(self, method, self._items[method], f"{method}/{key[1]}", reserve)
+            lane = Lane(self, method, AsyncLimiter(max(calls, 1), period), reserve)
             self._lanes[key] = lane
         return lane
 
     def _update_reserve(self) -> int:
         """Room intermediate chat.updates leave for final ones: one per answer that will
-        need one, at most half the window (intermediate progress never stops entirely)."""
-        return min(self.updating, self._items[UPDATE].amount // 2)
+        need one. When more answers need one than the budget holds, intermediate updates
+        wait: a finished answer shown whole comes before a growing one."""
+        return self.updating
 
     async def turn(self, method: str, *, channel: str = "", urgent: bool = False) -> None:
         await self.lane(method, channel).turn(urgent=urgent)
@@ -160,13 +164,10 @@ class Pacer:
         """Whether a new native stream fits: its start and its stop are both counted now
         (so its final write never waits), or neither is and the answer uses post + update."""
         start, stop = self.lane(START), self.lane(STOP)
-        if self.paused_for(START) > 0 or self.paused_for(STOP) > 0:
+        if not (start.free() and stop.free()):
             return False
-        if not await self.limiter.test(stop.item, stop.key):
-            return False
-        if not await start.take():
-            return False
-        await self.hit(stop.item, stop.key)
+        await start.take()
+        await stop.take()
         return True
 
     # -- 429s ------------------------------------------------------------------------------
