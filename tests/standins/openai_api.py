@@ -35,6 +35,7 @@ class OpenAIStandIn:
     embedding_requests: list[dict[str, Any]] = field(default_factory=list)
     embedding_dims: int = 32
     embeddings_status: int = 200
+    finished: list[float] = field(default_factory=list)  # time.monotonic() of each last token
 
     async def embeddings(self, request: web.Request) -> web.Response:
         """``/v1/embeddings``: a deterministic vector per text (hashed words, so texts that
@@ -140,6 +141,7 @@ class OpenAIStandIn:
                     "choices": [{"index": 0, "delta": {"content": tok}, "finish_reason": None}],
                 }
             )
+        self.finished.append(time.monotonic())
         await send(
             {
                 "id": "c1",

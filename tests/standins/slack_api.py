@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -58,6 +59,8 @@ class SlackStandIn:
     uploads: dict[str, dict[str, Any]] = field(default_factory=dict)
     channel_members: dict[str, list[str]] = field(default_factory=dict)
     delays: dict[str, float] = field(default_factory=dict)  # seconds before a method answers
+    # (arrival time.monotonic(), method, channel, HTTP status) of every call, once answered
+    log: list[tuple[float, str, str, int]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._ts = itertools.count(1)
@@ -91,6 +94,18 @@ class SlackStandIn:
 
     # -- the API -----------------------------------------------------------------------
     async def handle(self, request: web.Request) -> web.Response:
+        arrived = time.monotonic()
+        response = await self._handle(request)
+        params = self.calls[-1][1] if self.calls else {}
+        channel = str(params.get("channel") or params.get("channel_id") or "")
+        self.log.append((arrived, request.match_info["method"], channel, response.status))
+        return response
+
+    def writes(self, channel: str) -> list[tuple[float, str, int]]:
+        """(arrival, method, status) of the chat.* calls made in ``channel``, in order."""
+        return [(t, m, s) for t, m, c, s in self.log if c == channel and m.startswith("chat.")]
+
+    async def _handle(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         raw = await request.text()
         params: dict[str, Any] = dict(request.query)
