@@ -188,6 +188,40 @@ async def test_answers_in_flight_take_turns_and_each_shows_progress(
         assert last_stop - max(model.finished) < 5.0
 
 
+async def test_answers_that_arrive_late_still_get_their_turn(
+    env: dict[str, str], workspace: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ten appends a minute. Five answers stream and have had their first append when five
+    more arrive: those that came first do not spend the rest of the burst, so every late
+    answer shows progress too, and every answer ends when its model does."""
+    model = OpenAIStandIn(reply=REPLY, first_token_s=0.1, token_s=0.1)
+    async with serving(
+        env,
+        workspace,
+        monkeypatch,
+        model,
+        10,
+        CONCIERGE_SLACK_APPENDS_PER_MIN="10",
+        CONCIERGE_SLACK_STREAMS_PER_MIN="6000",
+        CONCIERGE_SLACK_WRITE_INTERVAL_S="0.3",
+    ) as slack:
+        await ask(slack, range(5))
+        deadline = time.monotonic() + 30
+        while len(slack.api.called("chat.appendStream")) < 5:
+            assert time.monotonic() < deadline, "the first answers never appended"
+            await asyncio.sleep(0.02)
+        await ask(slack, range(5, 10))
+        rows = await answered(slack, 10)
+        assert all(r.delivery == "delivered" for r in rows)
+        for i in range(10):
+            channel = f"D{i:03d}"
+            methods = [m for _, m in visible(slack, channel)]
+            assert methods.count("chat.appendStream") >= 1, (channel, methods)
+            assert whole(slack, channel), shown(slack, channel)
+        last_stop = max(t for t, m, _, s in slack.api.log if m == "chat.stopStream")
+        assert last_stop - max(model.finished) < 5.0  # and none waits for a slot to end
+
+
 async def test_past_tier_2_new_answers_post_and_update_instead_of_waiting_for_a_stream(
     env: dict[str, str], workspace: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -8,17 +8,22 @@ channel, with bursts. Each limit here is aiolimiter's leaky bucket of that many 
 minute: a burst may spend a whole minute's calls at once, then they come back steadily.
 
 - A **lane** per method (per channel for chat.postMessage) hands out its calls in turn:
-  final writes first, then whoever has waited longest (each answer asks again only after
-  its turn, so answers take turns round-robin and each turn carries all of an answer's
-  pending text). Intermediate chat.updates leave room in the bucket for the final update
-  of every answer that will need one.
+  final writes first, then the answers served least, then whoever has waited longest (each
+  answer asks again only after its turn, so answers take turns round-robin and each turn
+  carries all of an answer's pending text). An answer that has had a turn leaves room for
+  the answers that have not had one yet (at least half the burst), so one that arrives
+  late is not starved by those that came first. Intermediate chat.updates also leave room
+  for the final update of every answer that will need one.
 - A **native stream** is admitted only when its chat.startStream and its chat.stopStream
   both fit in Tier 2 now; both are counted at once, so an answer's last write never waits
   for the budget. When they do not fit (more than ~20 new answers a minute), the answer
   uses chat.postMessage + chat.update instead of queueing for a stream.
 - A **429** pauses its method for every caller until its Retry-After has passed
-  (``PacedWebClient`` in bot/slack/metered.py reports it here and retries the call after the
-  pause; nothing else in the process retries a 429).
+  (``MeteredWebClient`` in bot/slack/metered.py reports it here and retries the call after
+  the pause; nothing else in the process retries a 429).
+
+aiolimiter only counts the calls; the order of turns is the lanes' own (aiolimiter's queue
+is first come, first served, with no notion of final writes or of answers served least).
 
 Runs on the event loop only.
 """
@@ -69,22 +74,37 @@ class Lane:
         self.method = method
         self.budget = budget
         self.reserve = reserve  # calls intermediate writes must leave in the budget
-        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+        # Answers writing here that have not had an intermediate turn yet: an answer that
+        # has had one leaves room for each of them (one that came late still gets its turn).
+        self.newcomers = 0
+        self._waiting: list[tuple[int, int, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    async def turn(self, *, urgent: bool = False) -> None:
-        """Wait for this caller's turn and a call in the budget (counted as taken)."""
-        if self.free(1 if urgent else 1 + self.reserve()):  # nobody ahead, and room now
+    async def turn(self, *, urgent: bool = False, served: int = 0) -> None:
+        """Wait for this caller's turn and a call in the budget (counted as taken). Final
+        writes go first, then the answers served least here, then the longest waiting."""
+        rank = 0 if urgent else 1
+        if self.free(self._need(rank, served)):  # nobody ahead, and room now
             await self.take()
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._waiting, (0 if urgent else 1, next(self._seq), fut))
+        heapq.heappush(self._waiting, (rank, served, next(self._seq), fut))
         self._changed.set()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._dispatch())
         await fut
+
+    def _need(self, rank: int, served: int) -> int:
+        """Room in the budget a turn needs: one call for a final write; an intermediate
+        one also leaves the reserve, and once served, room for the first turns of answers
+        that have not had one: every newcomer now, and at least half the burst for the
+        answers still to come (repeat writes get the steady rate, never the whole burst)."""
+        if rank == 0:
+            return 1
+        room = max(self.newcomers, int(self.budget.max_rate) // 2) if served else 0
+        return 1 + self.reserve() + room
 
     def free(self, calls: int = 1) -> bool:
         """Whether ``calls`` more fit now (nobody waiting ahead, no 429 pause)."""
@@ -104,13 +124,13 @@ class Lane:
         slot_s = self.budget.time_period / self.budget.max_rate
         while self._waiting:
             self._changed.clear()
-            rank, _, fut = self._waiting[0]
+            rank, served, _, fut = self._waiting[0]
             if fut.done():  # its caller gave up (the answer ended meanwhile)
                 heapq.heappop(self._waiting)
                 continue
             wait = self.pacer.paused_for(self.method)
             if wait <= 0:
-                need = 1 + (self.reserve() if rank else 0)  # rank 0: a final write
+                need = self._need(rank, served)
                 if need <= self.budget.max_rate and self.budget.has_capacity(need):
                     await self.budget.acquire()  # there is room: returns at once
                     heapq.heappop(self._waiting)
@@ -157,8 +177,10 @@ class Pacer:
         wait: a finished answer shown whole comes before a growing one."""
         return self.updating
 
-    async def turn(self, method: str, *, channel: str = "", urgent: bool = False) -> None:
-        await self.lane(method, channel).turn(urgent=urgent)
+    async def turn(
+        self, method: str, *, channel: str = "", urgent: bool = False, served: int = 0
+    ) -> None:
+        await self.lane(method, channel).turn(urgent=urgent, served=served)
 
     async def open_stream(self) -> bool:
         """Whether a new native stream fits: its start and its stop are both counted now

@@ -118,6 +118,8 @@ class SlackStreamer:
         self._task: asyncio.Task[None] | None = None
         self._last_write = 0.0
         self._holds_update = False  # counted in pacer.updating (a final update is owed)
+        self._served: dict[str, int] = {}  # intermediate turns had, per method
+        self._newcomer_in: str | None = None  # the lane counting this answer as a newcomer
         self.statuses: list[str] = []
         self.delivery: Delivery = "delivered"
 
@@ -154,6 +156,7 @@ class SlackStreamer:
         finally:
             await self._close_stream()
             self._hold_update(False)
+            self._joined(None)
         result.delivery = self.delivery
 
     def _undelivered(self) -> None:
@@ -203,8 +206,24 @@ class SlackStreamer:
         write goes first; an intermediate one is abandoned when the answer ends."""
         if final:
             await self.pacer.turn(method, channel=self.target.channel, urgent=True)
-        elif not await self._unless_closed(self.pacer.turn(method, channel=self.target.channel)):
+            return
+        served = self._served.get(method, 0)
+        if not await self._unless_closed(
+            self.pacer.turn(method, channel=self.target.channel, served=served)
+        ):
             raise _Superseded
+        self._served[method] = served + 1
+        if self._newcomer_in == method:
+            self._joined(None)
+
+    def _joined(self, method: str | None) -> None:
+        """This answer now writes intermediate ``method`` calls and has had no turn yet
+        (None: no longer waiting for a first one)."""
+        if self._newcomer_in is not None:
+            self.pacer.lane(self._newcomer_in).newcomers -= 1
+        if method is not None:
+            self.pacer.lane(method).newcomers += 1
+        self._newcomer_in = method
 
     def _current(self) -> str:
         return self.text[self.base :]
@@ -306,6 +325,7 @@ class SlackStreamer:
                 markdown_text=escape(text),
             )
             self.ts = resp["ts"]
+            self._joined(APPEND)
         else:
             await self._turn(APPEND, final=final)
             await self._call(
@@ -343,6 +363,7 @@ class SlackStreamer:
             self.finished_messages.append(self.ts)
         self.ts = None
         self.sent = 0
+        self._joined(None)
 
     def _hold_update(self, holds: bool) -> None:
         """Count this answer among those owed a final chat.update (the pacer keeps room)."""
@@ -372,6 +393,7 @@ class SlackStreamer:
             )
             self.ts = resp["ts"]
             self._hold_update(not final)
+            self._joined(None if final else UPDATE)
         else:
             await self._turn(UPDATE, final=final)
             await self._call("chat_update", channel=t.channel, ts=self.ts, text=body, blocks=blocks)
