@@ -246,6 +246,33 @@ async def test_past_tier_2_new_answers_post_and_update_instead_of_waiting_for_a_
             assert message.blocks and not message.streaming
 
 
+async def test_past_the_update_budget_new_answers_are_posted_whole_once(
+    env: dict[str, str], workspace: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No native streams and two updates a minute: two answers show their first words and
+    owe one final update each; the other three are posted whole when they end, rather than
+    wait minutes for an update. Every answer ends when its model does."""
+    model = OpenAIStandIn(reply=REPLY, first_token_s=0.1, token_s=0.03)
+    async with serving(
+        env,
+        workspace,
+        monkeypatch,
+        model,
+        5,
+        CONCIERGE_SLACK_NATIVE_STREAMING="false",
+        CONCIERGE_SLACK_UPDATES_PER_MIN="2",
+    ) as slack:
+        await ask(slack, range(5))
+        rows = await answered(slack, 5, limit_s=30)
+        assert all(r.delivery == "delivered" and r.outcome == "answered" for r in rows)
+        assert len(slack.api.called("chat.update")) <= 2
+        assert len(slack.api.called("chat.postMessage")) == 5
+        for i in range(5):
+            assert whole(slack, f"D{i:03d}"), shown(slack, f"D{i:03d}")
+        last = max(t for t, m, _, s in slack.api.log if m.startswith("chat.") and s == 200)
+        assert last - max(model.finished) < 5.0
+
+
 @pytest.mark.parametrize(
     ("method", "native"),
     [

@@ -17,7 +17,9 @@ minute: a burst may spend a whole minute's calls at once, then they come back st
 - A **native stream** is admitted only when its chat.startStream and its chat.stopStream
   both fit in Tier 2 now; both are counted at once, so an answer's last write never waits
   for the budget. When they do not fit (more than ~20 new answers a minute), the answer
-  uses chat.postMessage + chat.update instead of queueing for a stream.
+  uses chat.postMessage + chat.update instead of queueing for a stream. When even the
+  update budget is spoken for (every call of it owed to an answer's final update), a new
+  answer is posted whole, once, when it ends.
 - A **429** pauses its method for every caller until its Retry-After has passed
   (``MeteredWebClient`` in bot/slack/metered.py reports it here and retries the call after
   the pause; nothing else in the process retries a 429).
@@ -181,6 +183,13 @@ class Pacer:
         self, method: str, *, channel: str = "", urgent: bool = False, served: int = 0
     ) -> None:
         await self.lane(method, channel).turn(urgent=urgent, served=served)
+
+    def room_for_updates(self) -> bool:
+        """Whether one more answer may post its first words and owe a final chat.update:
+        the update budget holds the final updates of all those that owe one, and its own."""
+        lane = self.lane(UPDATE)
+        owed = self.updating + 1
+        return owed <= lane.budget.max_rate and lane.budget.has_capacity(owed)
 
     async def open_stream(self) -> bool:
         """Whether a new native stream fits: its start and its stop are both counted now

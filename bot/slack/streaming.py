@@ -267,6 +267,14 @@ class SlackStreamer:
             # A new message: a native stream when the budget admits one now (a part that is
             # already complete is simply posted).
             self.native = not complete and self.may_stream and await self.pacer.open_stream()
+            if not (self.native or complete or final):
+                if not self.pacer.room_for_updates():
+                    # The answers already owed a final chat.update fill the update budget:
+                    # this one shows nothing until it ends, then comes whole in one
+                    # chat.postMessage (its first words now would leave its end waiting
+                    # minutes for an update).
+                    return
+                self._hold_update(True)  # counted before the post: no other answer races it
         if self.native and complete:
             await self._complete_stream(text, final=final)
             return
