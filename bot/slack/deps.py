@@ -29,7 +29,9 @@ class SlackDeps:
     pacer: Pacer
     deduper: Deduper
     offline_models: frozenset[str]
-    stream_client: AsyncWebClient | None = None  # without automatic 429 retries
+    # The streamer's client: paced like ``client``, without connection retries (the streamer
+    # retries its own writes' 5xx and transport errors).
+    stream_client: AsyncWebClient | None = None
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     channel_names: dict[str, tuple[str, bool]] = field(default_factory=dict)
     # Whether a channel has guest or external readers; refreshed in every instance on
