@@ -9,7 +9,6 @@ slack_sdk's own RateLimitErrorRetryHandler is not installed, and no caller retri
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 
@@ -19,8 +18,6 @@ from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from bot.slack.pacing import Pacer
 from bot.telemetry import SLACK_CALLS
-
-log = logging.getLogger("concierge.slack.client")
 
 # The longest one call waits out 429s in all; past it the 429 is raised. Long enough for
 # any Retry-After Slack sends for the per-minute tiers, so a final write arrives once the
@@ -54,7 +51,8 @@ class MeteredWebClient(AsyncWebClient):
                 if not self.pacer.waits_out(api_method) or time.monotonic() + wait > deadline:
                     self.pacer.pause(api_method, wait)
                     raise
-                self.pacer.pause(api_method, wait)
+                # (never a busy loop, whatever the header says)
+                self.pacer.pause(api_method, max(wait, 0.05))
 
     async def _counted(self, api_method: str, **kwargs: Any) -> AsyncSlackResponse:
         try:
