@@ -42,7 +42,6 @@ from typing import Any
 
 import aiohttp
 import yaml
-from aiohttp import web
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-signing-secret"
@@ -61,7 +60,6 @@ async def _standins(conn: Connection, users: int) -> None:
     from tests.standins.openai_api import OpenAIStandIn
     from tests.standins.slack_api import SlackStandIn
 
-    writes: list[tuple[float, str, str, int]] = []  # (done at, method, channel, status)
     tokens: dict[str, tuple[float, float, float]] = {}  # tag -> (request, first, last token)
 
     class TimedOpenAI(OpenAIStandIn):
@@ -88,17 +86,6 @@ async def _standins(conn: Connection, users: int) -> None:
         reply=" ".join(f"word{i}" for i in range(TOKENS)), first_token_s=0.3, token_s=0.02
     )
 
-    handle = api.handle
-
-    async def timed(request: web.Request) -> web.Response:
-        resp = await handle(request)
-        method = request.match_info["method"]
-        if method in WRITES:
-            params = api.calls[-1][1] if api.calls else {}
-            writes.append((time.monotonic(), method, str(params.get("channel", "")), resp.status))
-        return resp
-
-    api.handle = timed  # type: ignore[method-assign]
     slack_runner = await slack_api.start(api)
     model_runner = await openai_api.start(model)
     conn.send({"slack": api.url, "openai": model.url})
@@ -108,7 +95,7 @@ async def _standins(conn: Connection, users: int) -> None:
         if cmd == "stop":
             break
         if cmd == "reset":
-            writes.clear()
+            api.log.clear()
             tokens.clear()
             api.calls.clear()
             api.messages.clear()
@@ -116,6 +103,8 @@ async def _standins(conn: Connection, users: int) -> None:
         elif cmd == "finished":
             conn.send(sum(1 for m in api.messages.values() if m.stopped or m.blocks))
         elif cmd == "dump":
+            # (arrival, method, channel, status) of each write, on the one monotonic clock
+            writes = [w for w in api.log if w[1] in WRITES]
             conn.send({"writes": writes, "tokens": tokens})
     await slack_runner.cleanup()
     await model_runner.cleanup()

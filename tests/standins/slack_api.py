@@ -96,7 +96,7 @@ class SlackStandIn:
     async def handle(self, request: web.Request) -> web.Response:
         arrived = time.monotonic()
         response = await self._handle(request)
-        params = self.calls[-1][1] if self.calls else {}
+        params = request.get("params") or {}
         channel = str(params.get("channel") or params.get("channel_id") or "")
         self.log.append((arrived, request.match_info["method"], channel, response.status))
         return response
@@ -118,6 +118,7 @@ class SlackStandIn:
                 with contextlib.suppress(ValueError):
                     params[key] = json.loads(params[key])
         self.calls.append((method, params))
+        request["params"] = params
         if self.delays.get(method):
             await asyncio.sleep(self.delays[method])
         if method in self.missing:
