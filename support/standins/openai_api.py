@@ -50,6 +50,8 @@ class OpenAIStandIn:
         if self._loop is not None and self._gate is not None:
             self._loop.call_soon_threadsafe(self._gate.set)
 
+    finished: list[float] = field(default_factory=list)  # time.monotonic() of each last token
+
     async def embeddings(self, request: web.Request) -> web.Response:
         """``/v1/embeddings``: a deterministic vector per text (hashed words, so texts that
         share words are near each other) and token usage, as the real endpoint answers."""
@@ -161,6 +163,7 @@ class OpenAIStandIn:
                     "choices": [{"index": 0, "delta": {"content": tok}, "finish_reason": None}],
                 }
             )
+        self.finished.append(time.monotonic())
         await send(
             {
                 "id": "c1",
