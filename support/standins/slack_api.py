@@ -23,6 +23,10 @@ BOT_USER = "UBOT"
 TEAM = "T1"
 
 
+# The parsed parameters of a call, kept on the request for the call log.
+PARAMS = web.RequestKey("params", dict)
+
+
 @dataclass
 class Message:
     channel: str
@@ -99,7 +103,7 @@ class SlackStandIn:
     async def handle(self, request: web.Request) -> web.Response:
         arrived = time.monotonic()
         response = await self._handle(request)
-        params = request.get("params") or {}
+        params = request.get(PARAMS) or {}
         channel = str(params.get("channel") or params.get("channel_id") or "")
         self.log.append((arrived, request.match_info["method"], channel, response.status))
         return response
@@ -121,7 +125,7 @@ class SlackStandIn:
                 with contextlib.suppress(ValueError):
                     params[key] = json.loads(params[key])
         self.calls.append((method, params))
-        request["params"] = params
+        request[PARAMS] = params
         self._open[method] = self._open.get(method, 0) + 1
         self.peak[method] = max(self.peak.get(method, 0), self._open[method])
         try:
