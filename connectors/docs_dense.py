@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,11 @@ import numpy as np
 import numpy.typing as npt
 
 from bot.core.embeddings import Embedder
+
+# np.load parses the file's header with ast.literal_eval; on CPython 3.11.7 two threads
+# parsing at once failed with "SystemError: AST constructor recursion depth mismatch" (seen
+# in CI). Sources are refreshed in parallel threads, so loads take turns.
+_LOADING = threading.Lock()
 
 log = logging.getLogger("concierge.connectors.docs")
 
@@ -54,7 +60,8 @@ class DenseStore:
                 other.unlink(missing_ok=True)
         try:
             meta = json.loads(self.meta_path.read_text())
-            matrix = np.load(self.vectors_path)
+            with _LOADING:
+                matrix = np.load(self.vectors_path)
         except (OSError, ValueError):
             return False
         if (
