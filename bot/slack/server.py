@@ -117,7 +117,7 @@ def http_app(bolt: AsyncApp, deps: SlackDeps) -> web.Application:
         return await to_aiohttp_response(response)
 
     async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"ok": True, "answers_in_flight": len(deps.tasks)})
+        return web.json_response(deps.health())
 
     async def readyz(_: web.Request) -> web.Response:
         ready, body = await readiness(deps.runtime)
@@ -247,7 +247,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> int:
                 metrics_runner = await ops_http.start_metrics_server(
                     settings.host,
                     settings.metrics_port,
-                    lambda: {"ok": True, "answers_in_flight": len(deps.tasks)},
+                    deps.health,
                     lambda: readiness(deps.runtime, stopping=deps.stopping),
                 )
             log.warning("Concierge is connected to Slack in Socket Mode")
