@@ -34,6 +34,11 @@ from bot.slack.deps import SlackDeps
 
 log = logging.getLogger("concierge.slack.server")
 MAX_BODY = 1_000_000
+# Connections waiting to be accepted. aiohttp's default (128) overflows when a burst opens
+# hundreds at once: the kernel drops the excess handshakes and the client retries them after
+# 1 s, then 3 s, so acks took 1-3.5 s whatever the loop did. The kernel caps this at
+# net.core.somaxconn.
+LISTEN_BACKLOG = 2048
 
 
 ALWAYS_ANSWERED = frozenset({"/healthz", "/metrics"})
@@ -145,7 +150,7 @@ async def start_http(
     """Start serving; returns the runner and the bound port (port 0 picks a free one)."""
     runner = web.AppRunner(http_app(bolt, deps), access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, backlog=LISTEN_BACKLOG)
     await site.start()
     server: Any = site._server
     bound = server.sockets[0].getsockname()[1] if server and server.sockets else port
