@@ -95,6 +95,14 @@ async def main() -> None:
     ap.add_argument("--k", type=int, default=6)
     ap.add_argument("--dense", choices=("off", "local"), default="local")
     ap.add_argument("--dims", type=int, default=128, help="local model size: 64, 128 or 256")
+    ap.add_argument(
+        "--expanded",
+        type=int,
+        default=0,
+        metavar="N",
+        help="add N words to each query, as the vocabulary's expansion does (6 is the median "
+        "on bench/quality; 26 the most)",
+    )
     args = ap.parse_args()
     rng = random.Random(42)
     tmp = Path(tempfile.mkdtemp(prefix="concierge-bench-"))
@@ -129,7 +137,7 @@ async def main() -> None:
         principals = frozenset({"everyone", "user:eve@bench.test", "group:team3", "group:team7"})
         words = vocabulary(20_000, random.Random(42))
         sample = zipf_sampler(words[:5000], rng)
-        queries = [" ".join(sample(rng.randint(2, 6))) for _ in range(args.queries)]
+        queries = [" ".join(sample(rng.randint(2, 6) + args.expanded)) for _ in range(args.queries)]
         for q in queries[:50]:  # warm up
             await conn.search(query=q, principals=principals, k=args.k)
         times = []

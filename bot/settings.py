@@ -34,11 +34,20 @@ class Settings(BaseSettings):
     port: int = 3000
     host: str = Field(default="0.0.0.0", alias="CONCIERGE_HOST")
     slack_native_streaming: bool = Field(default=True, alias="CONCIERGE_SLACK_NATIVE_STREAMING")
+    # The per-workspace Slack write budget shared by all answers in flight (calls a minute,
+    # bursts allowed; bot/slack/pacing.py). Defaults: Slack's documented tier floors.
     slack_update_per_minute: float = Field(
-        default=45, gt=0, alias="CONCIERGE_SLACK_UPDATES_PER_MIN"
+        default=50, gt=0, alias="CONCIERGE_SLACK_UPDATES_PER_MIN"
     )
     slack_append_per_minute: float = Field(
-        default=90, gt=0, alias="CONCIERGE_SLACK_APPENDS_PER_MIN"
+        default=100, gt=0, alias="CONCIERGE_SLACK_APPENDS_PER_MIN"
+    )
+    slack_streams_per_minute: float = Field(
+        default=20, gt=0, alias="CONCIERGE_SLACK_STREAMS_PER_MIN"
+    )
+    # One answer's intermediate writes are at least this far apart (its last is not).
+    slack_write_interval_s: float = Field(
+        default=1.0, ge=0, alias="CONCIERGE_SLACK_WRITE_INTERVAL_S"
     )
     # Answers worked on at once per process; more wait in a queue (in arrival order) so that
     # acks and /healthz stay fast under a burst (bot/slack/admission.py).

@@ -354,6 +354,8 @@ async def slack(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> AsyncIt
     monkeypatch.setenv("SLACK_API_URL", api.url.rstrip("/"))
     monkeypatch.setenv("CONCIERGE_SLACK_UPDATES_PER_MIN", "6000")
     monkeypatch.setenv("CONCIERGE_SLACK_APPENDS_PER_MIN", "6000")
+    monkeypatch.setenv("CONCIERGE_SLACK_STREAMS_PER_MIN", "6000")
+    monkeypatch.setenv("CONCIERGE_SLACK_WRITE_INTERVAL_S", "0")
     runtime, deps = await prepare(Settings())
     runner, port = await start_http(build_app(deps), deps, "127.0.0.1", 0)
     async with aiohttp.ClientSession() as session:

@@ -70,7 +70,7 @@ def test_plain_ask_streams_answer_and_lists_sources(cli, db_url: str) -> None:
     r = cli("ask", "Where do I submit expenses?", "--as", "maya@canary.test")
     assert r.code == 0
     assert "Pleo" in r.out
-    assert "Sources:" in r.out and "handbook: Expenses" in r.out
+    assert "Sources:" in r.out and "[1] Expenses — handbook/expenses.md" in r.out
     assert len(rows(db_url)) == 1
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from bot.core.types import ExchangeResult
 from bot.slack.app import build_app
-from bot.slack.pacing import Pacer
+from bot.slack.pacing import Budget, Pacer
 from bot.slack.server import start_http
 from bot.slack.streaming import SlackStreamer, Target
 from bot.store.db import make_engine
@@ -218,7 +218,7 @@ async def test_a_failed_stop_between_parts_of_a_long_answer_loses_no_word(
     sink = SlackStreamer(
         AsyncWebClient(token="xoxb-t", base_url=slack.api.url),
         Target("D1", "1.0", "T1", "U1"),
-        Pacer(6000, 6000),
+        Pacer(Budget(6000, 6000, 6000, 6000, 0.0)),
         message_limit=1_500,
     )
     for i in range(0, len(text), 50):

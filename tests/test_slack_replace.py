@@ -10,7 +10,7 @@ import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.types import ExchangeResult
-from bot.slack.pacing import Pacer
+from bot.slack.pacing import Budget, Pacer
 from bot.slack.streaming import SlackStreamer, Target
 from tests.standins import slack_api
 from tests.standins.slack_api import Message, SlackStandIn
@@ -46,7 +46,12 @@ async def test_replace_leaves_one_message_with_the_new_answer(
     api: SlackStandIn, native: bool
 ) -> None:
     client = AsyncWebClient(token="xoxb-t", base_url=api.url)
-    sink = SlackStreamer(client, Target("D1", "1.0", "T1", "U1"), Pacer(6000, 6000), native=native)
+    sink = SlackStreamer(
+        client,
+        Target("D1", "1.0", "T1", "U1"),
+        Pacer(Budget(6000, 6000, 6000, 6000, 0.0)),
+        native=native,
+    )
     await sink.write(PARTIAL)
     await shown(api, PARTIAL.strip())
     await sink.replace("")

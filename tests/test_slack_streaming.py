@@ -10,7 +10,7 @@ import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.types import ExchangeResult
-from bot.slack.pacing import Pacer
+from bot.slack.pacing import Budget, Pacer
 from bot.slack.streaming import SlackStreamer, Target
 from tests.standins import slack_api
 from tests.standins.slack_api import SlackStandIn
@@ -44,7 +44,7 @@ async def stream(
     sink = SlackStreamer(
         client,
         Target(channel, "1.0", "T1", "U1"),
-        pacer or Pacer(6000, 6000),
+        pacer or Pacer(Budget(6000, 6000, 6000, 6000, 0.0)),
         native=native,
         message_limit=limit,
     )
@@ -84,7 +84,7 @@ async def test_many_answers_share_the_workspace_budget(api: SlackStandIn) -> Non
     """With a budget of 600 writes a minute (10/s), 20 concurrent answers of 2,000 words
     together make far fewer writes than pieces, and every text arrives whole."""
     api.native_streaming = False
-    pacer = Pacer(update_per_minute=600, append_per_minute=600)
+    pacer = Pacer(Budget(update_per_minute=600, append_per_minute=600, write_interval_s=0.0))
     runs: list[Any] = await asyncio.gather(
         *(stream(api, native=False, limit=40_000, pacer=pacer, channel=f"D{i}") for i in range(20))
     )

@@ -92,6 +92,7 @@ async def test_one_span_per_step_in_pipeline_order_and_metrics_counted(
         "concierge.identity",
         "concierge.limits",
         "concierge.access",
+        "concierge.small_talk",
         "concierge.verified",
         "concierge.retrieve",
         "concierge.prompt",

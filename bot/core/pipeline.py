@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -18,14 +17,16 @@ from dataclasses import dataclass, field
 from bot.config import WorkspaceConfig
 from bot.core.access import AccessDecision, AccessPolicy, ActiveGrant
 from bot.core.budgets import Budgets, refusal_message
+from bot.core.citations import CitationNumbers
 from bot.core.generate import Generation, ModelRouter
+from bot.core.greeting import greeting_reply
 from bot.core.identity import IdentityResolver, UnknownPerson
 from bot.core.labels import Labels
 from bot.core.limits import RateLimiter
 from bot.core.offers import offer_note, offers
 from bot.core.offline import AnswerContext, PassageView, estimate_tokens
 from bot.core.prompts import PromptTemplate
-from bot.core.query import Understood, understand
+from bot.core.query import Understood, small_talk, understand
 from bot.core.redaction import Redactor
 from bot.core.retrieve import Retrieval, Retriever
 from bot.core.review import ReviewDesk
@@ -38,7 +39,6 @@ from bot.telemetry import request_id, tracer
 
 log = logging.getLogger("concierge.pipeline")
 
-CITATION = re.compile(r"\[(\d+)\]")
 PRIVATE_NOTE = (
     "A fuller answer is available privately from sources only you can see: "
     "ask me in a direct message."
@@ -48,6 +48,10 @@ REFUSED_NOTE = (
     "Try rephrasing the question, or ask the source's owner directly."
 )
 STOPPED_NOTE = "\n\n…(Concierge restarted before finishing this answer.)"
+# The message a front end cancels an answer's task with when the person stopped it (Ctrl-C
+# in the terminal): ``task.cancel(ASKER_STOPPED)``.
+ASKER_STOPPED = "concierge: stopped by the asker"
+ASKER_STOPPED_NOTE = "\n\n…(You stopped this answer.)"
 PRIVATE_SENT_NOTE = "A fuller answer from sources only you can see has been sent to you privately."
 
 
@@ -106,6 +110,7 @@ class Run:
     held: set[str] = field(default_factory=set)
     gen: Generation = field(default_factory=Generation)
     buffered: list[str] | None = None
+    numbers: CitationNumbers = field(default_factory=lambda: CitationNumbers(0))
     out: Callable[[str], Awaitable[None]] = field(default=lambda _piece: asyncio.sleep(0))
 
 
@@ -249,13 +254,20 @@ class Pipeline:
 
         try:
             await self._run(question, result, emit, sink)
-        except asyncio.CancelledError:
-            # The process is stopping and its grace period is over: the person keeps what was
+        except asyncio.CancelledError as exc:
+            # The process is stopping and its grace period is over, or the person stopped the
+            # answer (a front end cancels with ASKER_STOPPED): the person keeps what was
             # shown, with a note saying why it ends there; the record says incomplete.
+            by_asker = ASKER_STOPPED in exc.args
+            note = ASKER_STOPPED_NOTE if by_asker else STOPPED_NOTE
             result.outcome = "incomplete"
-            result.error = "cancelled: the process stopped before the answer finished"
-            result.answer = "".join(shown) + STOPPED_NOTE
-            await _to_the_end(self._write_quietly(sink, STOPPED_NOTE))
+            result.error = (
+                "cancelled: the asker stopped the answer"
+                if by_asker
+                else "cancelled: the process stopped before the answer finished"
+            )
+            result.answer = "".join(shown) + note
+            await _to_the_end(self._write_quietly(sink, note))
             raise
         except Exception as exc:
             log.exception("exchange %s failed", result.exchange_id)
@@ -353,6 +365,7 @@ class Pipeline:
             ("identity", self._identity),
             ("limits", self._limits),
             ("access", self._access),
+            ("small_talk", self._small_talk),
             ("verified", self._verified),
             ("retrieve", self._retrieve),
             ("prompt", self._prompt),
@@ -429,6 +442,26 @@ class Pipeline:
             )
             return False
         return True
+
+    # -- "hi", "thanks": what Concierge can do and which sources, not "no answer" -----------------
+    async def _small_talk(self, run: Run) -> bool:
+        """Recorded as ``answered`` with no model and no sources: the person got a complete
+        reply, and a greeting is no gap in the documents (``no_answer`` would put "hi" in
+        the owners' list of questions to fix)."""
+        kind = small_talk(run.text)
+        if kind is None:
+            return True
+        result = run.result
+        result.outcome = "answered"
+        result.answer = greeting_reply(
+            kind,
+            asker=run.asker,
+            access=run.access,
+            workspace=self.deps.config.name,
+            private=run.question.audience.is_private,
+        )
+        await run.emit(result.answer)
+        return False
 
     # -- a verified answer to this question, still true of its documents, comes first ----------
     async def _verified(self, run: Run) -> bool:
@@ -558,6 +591,8 @@ class Pipeline:
         run.out = out
 
         async def replace() -> None:  # another model starts the answer over
+            # Its citations are numbered afresh, and only its text is the answer.
+            run.numbers = CitationNumbers(len(run.found.passages))
             if buffered is None:
                 await run.sink.replace("")
             else:
@@ -572,6 +607,8 @@ class Pipeline:
         # With nothing to answer from, only the free offline model is asked (it says so).
         if not run.found.passages:
             router = router.last_resort()
+        # Citations renumbered in the order the answer cites them, as the text streams.
+        run.numbers = CitationNumbers(len(run.found.passages))
         async for piece in router.stream(
             system=run.system,
             user=run.user,
@@ -584,14 +621,19 @@ class Pipeline:
             context=answer_context(run.asked, run.found.passages),
             replace=replace,
         ):
-            await out(piece)
+            shown = run.numbers.feed(piece)
+            if shown:
+                await out(shown)
+        tail = run.numbers.flush()
+        if tail:
+            await out(tail)
         return True
 
     # -- the answer's notes, citations and outcome ------------------------------------------------
     async def _finish(self, run: Run) -> bool:
         gen, found, result, out = run.gen, run.found, run.result, run.out
         cfg = self.deps.config
-        answer = gen.text
+        answer = run.numbers.text  # the model's text with its citations renumbered
         notes: list[str] = []
         if gen.refused:
             notes.append(
@@ -662,15 +704,16 @@ class Pipeline:
 
     @staticmethod
     def _outcome(run: Run) -> None:
-        """Citations from the text's [n] markers, and what happened."""
+        """The sources, numbered as the answer cites them (every passage when it cites none),
+        each with its document's date; and what happened."""
         gen, found, result = run.gen, run.found, run.result
-        cited = sorted({int(n) for n in CITATION.findall(gen.text)})
-        chosen = [found.passages[n - 1] for n in cited if 0 < n <= len(found.passages)]
+        chosen = [found.passages[n - 1] for n in run.numbers.cited]
         if not chosen and not gen.no_answer:
             chosen = list(found.passages)
-        numbers = cited if cited and chosen else list(range(1, len(chosen) + 1))
-        for n, p in zip(numbers, chosen, strict=False):
-            result.sources.append({"ref": n, **p.citation(), "location": p.location})
+        for ref, p in enumerate(chosen, 1):
+            result.sources.append(
+                {"ref": ref, **p.citation(), "location": p.location, "date": p.updated}
+            )
         if gen.refused:
             result.outcome = "refused"
             result.error = "content_refusal"

@@ -88,6 +88,38 @@ def clean_question(text: str) -> str:
     return stripped if content_words(stripped) else out
 
 
+# What may be left of small talk once greetings and thanks are removed ("how are you?").
+SMALL_TALK_REST = re.compile(
+    r"^(?:how are you(?: doing| today)?|how(?:'s| is) it going|what(?:'s| is) up|sup|"
+    r"who are you|what are you|what can you do|what do you do|what can i ask(?: you)?|"
+    r"what can you help (?:me )?with|help|(?:so |very )?much|a lot|lots|a bunch|"
+    r"for (?:the|your|all the) (?:help|answer|info)|for that|"
+    r"that(?:'s| is| was)? (?:great|perfect|helpful|it)|that helped|great|perfect|awesome|"
+    r"got it|nice|cool|mate|buddy|you|again)$",
+    re.IGNORECASE,
+)
+SMALL_TALK_MAX_CHARS = 200
+THANKS = re.compile(r"\b(?:thanks|thank you|thx|ty|cheers|appreciated?|tia)\b", re.IGNORECASE)
+
+
+def small_talk(text: str) -> str | None:
+    """``"greeting"`` or ``"thanks"`` when a message is only that ("hi", "hey there",
+    "thanks!", "what can you do?"), else None. A greeting before a question ("hey, quick
+    one: …") is a question: only a message with nothing left to search is small talk."""
+    if len(text) > SMALL_TALK_MAX_CHARS:  # a long message is never only a greeting
+        return None
+    out = EMOJI.sub(" ", SHORTCODE.sub(" ", MENTION.sub(" ", text)))
+    out = re.sub(r"\s+", " ", out).strip()
+    if not words(out):
+        return None
+    rest = CLOSERS.sub("", OPENERS.sub("", out)).strip(" ,;:-–—.!?")
+    if rest == out.strip(" ,;:-–—.!?") and not SMALL_TALK_REST.match(rest):
+        return None  # nothing was a greeting: "why?" is a follow-up, not small talk
+    if rest and not SMALL_TALK_REST.match(rest):
+        return None
+    return "thanks" if THANKS.search(out) else "greeting"
+
+
 def _drop_codes(text: str) -> str:
     pieces: list[str] = []
     last = 0

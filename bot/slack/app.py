@@ -12,11 +12,7 @@ from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.listener.async_listener_start_handler import AsyncListenerStartHandler
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
-from slack_sdk.http_retry.builtin_async_handlers import (
-    AsyncConnectionErrorRetryHandler,
-    AsyncRateLimitErrorRetryHandler,
-)
-from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
 
 from bot.core.versions import RedisVersion
 from bot.errors import ConfigError
@@ -30,7 +26,7 @@ from bot.slack.identity import SlackIdentityResolver
 from bot.slack.listeners import register_all
 from bot.slack.metered import MeteredWebClient
 from bot.slack.notify import dm
-from bot.slack.pacing import Pacer
+from bot.slack.pacing import Budget, Pacer
 from bot.slack.replay import ReplayGuard
 from bot.slack.review import post_review
 from bot.store.models import Review
@@ -38,27 +34,39 @@ from bot.store.models import Review
 log = logging.getLogger("concierge.slack")
 
 
-def make_client(settings: Settings, *, retry_rate_limits: bool = True) -> AsyncWebClient:
-    """The Web API client. With ``retry_rate_limits`` (every caller but the streamer) the
-    client retries a 429 after its Retry-After and a failed connection, twice at most each;
-    the few calls an answer cannot do without also wait out 5xx (bot/slack/calls.py). Without
-    it the client retries nothing: the streamer owns its writes' retries (a 429 pauses the
-    whole workspace's write budget, a 5xx is retried briefly; bot/slack/streaming.py)."""
+def make_client(
+    settings: Settings, *, pacer: Pacer | None = None, retry_connections: bool = True
+) -> MeteredWebClient:
+    """The Web API client. Rate limits are its pacer's (bot/slack/pacing.py): a 429 pauses
+    the method for the whole workspace and the call is made again once the pause is over;
+    no retry handler of slack_sdk's handles them too. With ``retry_connections`` (every
+    caller but the streamer) a failed connection is retried twice; the few calls an answer
+    cannot do without also wait out 5xx (bot/slack/calls.py). Without it the client retries
+    no failure of its own: the streamer retries its writes' 5xx and transport errors."""
     if settings.slack_bot_token is None:
         raise ConfigError("SLACK_BOT_TOKEN is not set: serve needs the bot token (xoxb-…)")
     client = MeteredWebClient(
         token=settings.slack_bot_token.get_secret_value(),
         base_url=settings.slack_api_url,
         timeout=15,
+        pacer=pacer or make_pacer(settings),
     )
-    if retry_rate_limits:
-        client.retry_handlers = [
-            AsyncConnectionErrorRetryHandler(max_retry_count=2),
-            AsyncRateLimitErrorRetryHandler(max_retry_count=2),
-        ]
-    else:
-        client.retry_handlers = []
+    client.retry_handlers = (
+        [AsyncConnectionErrorRetryHandler(max_retry_count=2)] if retry_connections else []
+    )
     return client
+
+
+def make_pacer(settings: Settings) -> Pacer:
+    """The workspace's write budget (one per bot token: every client shares it)."""
+    return Pacer(
+        Budget(
+            streams_per_minute=settings.slack_streams_per_minute,
+            append_per_minute=settings.slack_append_per_minute,
+            update_per_minute=settings.slack_update_per_minute,
+            write_interval_s=settings.slack_write_interval_s,
+        )
+    )
 
 
 def make_deduper(settings: Settings, runtime: Runtime) -> Deduper:
@@ -160,7 +168,7 @@ def make_authorize(deps: SlackDeps) -> Callable[..., Awaitable[AuthorizeResult]]
     return authorize
 
 
-def build_deps(settings: Settings, runtime: Runtime, client: AsyncWebClient) -> SlackDeps:
+def build_deps(settings: Settings, runtime: Runtime, client: MeteredWebClient) -> SlackDeps:
     redis = make_redis(settings)
 
     def shared(name: str) -> RedisVersion | None:
@@ -178,8 +186,8 @@ def build_deps(settings: Settings, runtime: Runtime, client: AsyncWebClient) -> 
         settings=settings,
         client=client,
         identity=identity,
-        pacer=Pacer(settings.slack_update_per_minute, settings.slack_append_per_minute),
-        stream_client=make_client(settings, retry_rate_limits=False),
+        pacer=client.pacer,
+        stream_client=make_client(settings, pacer=client.pacer, retry_connections=False),
         deduper=make_deduper(settings, runtime),
         offline_models=offline,
         channel_guests=ChannelGuests(shared("channels:version")),

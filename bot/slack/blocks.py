@@ -39,7 +39,8 @@ def citation_line(result: ExchangeResult) -> str | None:
         return None
     parts = []
     for s in result.sources:
-        label = f"[{s.get('ref')}] {s['source']}: {s['title']}"
+        dated = f" ({s['date']})" if s.get("date") else ""  # the document's date
+        label = f"[{s.get('ref')}] {s['source']}: {s['title']}{dated}"
         uri = str(s["uri"])
         parts.append(link(uri, label) if uri.startswith(("https://", "http://")) else escape(label))
     return "Sources: " + " · ".join(parts)

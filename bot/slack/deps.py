@@ -31,7 +31,9 @@ class SlackDeps:
     deduper: Deduper
     offline_models: frozenset[str]
     channels: ChannelDirectory  # the one owner of conversations.info (names, sharing; cached)
-    stream_client: AsyncWebClient | None = None  # without automatic 429 retries
+    # The streamer's client: paced like ``client``, without connection retries (the streamer
+    # retries its own writes' 5xx and transport errors).
+    stream_client: AsyncWebClient | None = None
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     # Whether a channel has guest or external readers; refreshed in every instance on
     # member joins and leaves.

@@ -81,18 +81,18 @@ def socket_handler(bolt: AsyncApp, app_token: str, client: AsyncWebClient) -> An
     from slack_sdk.socket_mode.response import SocketModeResponse
 
     class Guarded(AsyncSocketModeHandler):
-        async def handle(self, client: Any, req: Any) -> None:
+        async def handle(self, socket: Any, req: Any) -> None:
             if malformed(req.payload):
                 log.info("dropped a malformed Socket Mode envelope (%s)", req.type)
-                await client.send_socket_mode_response(
+                await socket.send_socket_mode_response(
                     SocketModeResponse(envelope_id=req.envelope_id)
                 )
                 return
             try:
-                await super().handle(client, req)
+                await super().handle(socket, req)
             except Exception as exc:  # Bolt could not read it: acked and logged, not retried
                 log.info("dropped a Socket Mode envelope Bolt cannot read (%s)", type(exc).__name__)
-                await client.send_socket_mode_response(
+                await socket.send_socket_mode_response(
                     SocketModeResponse(envelope_id=req.envelope_id)
                 )
 

@@ -1,7 +1,8 @@
 """A local OpenAI-compatible chat completions server (real HTTP, port 0, server-sent events),
 with injectable faults: a first-token delay, a per-token delay, an HTTP status, a hang, a
-connection dropped after K tokens, and a stream that goes silent (open) after K tokens. Usage
-is reported in the final chunk when asked for."""
+connection dropped after K tokens, a stream that goes silent (open) after K tokens, and a
+stream held after K tokens until the test releases it. Usage is reported in the final chunk
+when asked for."""
 
 from __future__ import annotations
 
@@ -38,6 +39,18 @@ class OpenAIStandIn:
     embedding_requests: list[dict[str, Any]] = field(default_factory=list)
     embedding_dims: int = 32
     embeddings_status: int = 200
+    # Send this many tokens, then wait until ``release()`` (a test sees the answer part-way).
+    hold_after: int | None = None
+    _gate: asyncio.Event | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    def release(self) -> None:
+        """Let a held stream go on (from any thread)."""
+        self.hold_after = None
+        if self._loop is not None and self._gate is not None:
+            self._loop.call_soon_threadsafe(self._gate.set)
+
+    finished: list[float] = field(default_factory=list)  # time.monotonic() of each last token
 
     async def embeddings(self, request: web.Request) -> web.Response:
         """``/v1/embeddings``: a deterministic vector per text (hashed words, so texts that
@@ -137,6 +150,10 @@ class OpenAIStandIn:
                 await asyncio.sleep(3600)
             if i:
                 await asyncio.sleep(self.token_s)
+            if self.hold_after is not None and i == self.hold_after:
+                self._loop, self._gate = asyncio.get_running_loop(), asyncio.Event()
+                if self.hold_after is not None:  # not released meanwhile
+                    await self._gate.wait()
             await send(
                 {
                     "id": "c1",
@@ -146,6 +163,7 @@ class OpenAIStandIn:
                     "choices": [{"index": 0, "delta": {"content": tok}, "finish_reason": None}],
                 }
             )
+        self.finished.append(time.monotonic())
         await send(
             {
                 "id": "c1",

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -20,6 +21,10 @@ from aiohttp import WSMsgType, web
 
 BOT_USER = "UBOT"
 TEAM = "T1"
+
+
+# The parsed parameters of a call, kept on the request for the call log.
+PARAMS = web.RequestKey("params", dict)
 
 
 @dataclass
@@ -60,6 +65,8 @@ class SlackStandIn:
     delays: dict[str, float] = field(default_factory=dict)  # seconds before a method answers
     # The most calls of each method that were being answered at once (concurrency seen).
     peak: dict[str, int] = field(default_factory=dict)
+    # (arrival time.monotonic(), method, channel, HTTP status) of every call, once answered
+    log: list[tuple[float, str, str, int]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._ts = itertools.count(1)
@@ -94,6 +101,18 @@ class SlackStandIn:
 
     # -- the API -----------------------------------------------------------------------
     async def handle(self, request: web.Request) -> web.Response:
+        arrived = time.monotonic()
+        response = await self._handle(request)
+        params = request.get(PARAMS) or {}
+        channel = str(params.get("channel") or params.get("channel_id") or "")
+        self.log.append((arrived, request.match_info["method"], channel, response.status))
+        return response
+
+    def writes(self, channel: str) -> list[tuple[float, str, int]]:
+        """(arrival, method, status) of the chat.* calls made in ``channel``, in order."""
+        return [(t, m, s) for t, m, c, s in self.log if c == channel and m.startswith("chat.")]
+
+    async def _handle(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         raw = await request.text()
         params: dict[str, Any] = dict(request.query)
@@ -106,6 +125,7 @@ class SlackStandIn:
                 with contextlib.suppress(ValueError):
                     params[key] = json.loads(params[key])
         self.calls.append((method, params))
+        request[PARAMS] = params
         self._open[method] = self._open.get(method, 0) + 1
         self.peak[method] = max(self.peak.get(method, 0), self._open[method])
         try:

@@ -42,6 +42,8 @@ async def standin(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[SlackStandIn
     monkeypatch.setenv("SLACK_API_URL", api.url.rstrip("/"))
     monkeypatch.setenv("CONCIERGE_SLACK_UPDATES_PER_MIN", "6000")
     monkeypatch.setenv("CONCIERGE_SLACK_APPENDS_PER_MIN", "6000")
+    monkeypatch.setenv("CONCIERGE_SLACK_STREAMS_PER_MIN", "6000")
+    monkeypatch.setenv("CONCIERGE_SLACK_WRITE_INTERVAL_S", "0")
     monkeypatch.setenv("CONCIERGE_SCHEDULER", "false")
     try:
         yield api
