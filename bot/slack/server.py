@@ -34,10 +34,10 @@ from bot.slack.deps import SlackDeps
 
 log = logging.getLogger("concierge.slack.server")
 MAX_BODY = 1_000_000
-# Connections waiting to be accepted. aiohttp's default (128) overflows when a burst opens
-# hundreds at once: the kernel drops the excess handshakes and the client retries them after
-# 1 s, then 3 s, so acks took 1-3.5 s whatever the loop did. The kernel caps this at
-# net.core.somaxconn.
+# Connections waiting to be accepted. aiohttp's default (128) can overflow when a burst opens
+# hundreds at once while the loop is busy: the kernel drops the excess handshakes and clients
+# retry them after 1 s, then 3 s, an ack late by seconds whatever the loop does next. The
+# kernel caps this at net.core.somaxconn.
 LISTEN_BACKLOG = 2048
 
 
