@@ -153,6 +153,37 @@ async def sampler(group: Instances, samples: list[Sample], stop: asyncio.Event) 
             await asyncio.wait_for(stop.wait(), 0.1)
 
 
+PROBE_EVERY_S = 0.05
+
+
+async def probe_acks(group: Instances, tag: str, stop: asyncio.Event) -> list[float]:
+    """Acks while the burst is answered: every PROBE_EVERY_S a signed event that needs no
+    answer (a bot's message, dropped after the ack), to each instance in turn; seconds each."""
+    latencies: list[float] = []
+    n = 0
+    while not stop.is_set():
+        event = {
+            "type": "message",
+            "subtype": "bot_message",
+            "channel": "DPROBE",
+            "channel_type": "im",
+            "bot_id": "B1",
+            "text": "probe",
+            "ts": f"{tag}.9{n:05d}",
+        }
+        body = instances.event_body(f"Ev{tag}p{n}", event)
+        headers = {"Content-Type": "application/json", **sign(body)}
+        started = time.perf_counter()
+        url = group.members[n % len(group.members)].url + "/slack/events"
+        async with group.session.post(url, data=body.encode(), headers=headers) as r:
+            await r.read()
+        latencies.append(time.perf_counter() - started)
+        n += 1
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), PROBE_EVERY_S)
+    return latencies
+
+
 async def burst(
     group: Instances,
     slack_url: str,
@@ -193,7 +224,11 @@ async def burst(
     started = time.perf_counter()
     statuses = await asyncio.gather(*sends)
     acked = time.perf_counter() - started
+    probed = asyncio.Event()
+    probes = asyncio.create_task(probe_acks(group, tag, probed))
     await group.settle(timeout_s=600, poll_s=0.1)
+    probed.set()
+    probe = await probes
     keys: dict[str, tuple[int, str, str]] = {}
     deadline = time.monotonic() + 60
     while len(keys) < size and time.monotonic() < deadline:
@@ -224,6 +259,11 @@ async def burst(
         "ack_max_ms": max(group.acks) * 1000,
         "acked_within_3s": sum(1 for a in group.acks if a <= 3.0),
         "all_acked_s": acked,
+        # Acks of single events sent while the burst was being answered.
+        "probe_p50_ms": statistics.median(probe) * 1000 if probe else 0.0,
+        "probe_p99_ms": pct(probe, 99) * 1000 if probe else 0.0,
+        "probe_max_ms": max(probe) * 1000 if probe else 0.0,
+        "probes": len(probe),
         "answered": len(answers),
         "answered_twice": sum(1 for c in answers.values() if c > 1),
         "recorded": len(keys),
@@ -260,6 +300,11 @@ def report(rows: list[dict[str, Any]], hwm: list[float]) -> str:
     lines.append("")
     for r in rows:
         lines.append(f"- {r['events']} events: outcomes {r['outcomes']}")
+        lines.append(
+            f"- {r['events']} events: acks of {r['probes']} single events sent while the burst "
+            f"was answered, p50 / p99 / max {r['probe_p50_ms']:.0f} / {r['probe_p99_ms']:.0f} / "
+            f"{r['probe_max_ms']:.0f} ms"
+        )
     lines.append(f"- peak RSS over the whole run (VmHWM), per instance: {hwm} MB")
     lines.append(f"- idle RSS before the first question, per instance: {rows[0]['idle_rss_mb']} MB")
     return "\n".join(lines)

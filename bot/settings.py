@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     slack_write_interval_s: float = Field(
         default=1.0, ge=0, alias="CONCIERGE_SLACK_WRITE_INTERVAL_S"
     )
+    # Answers worked on at once per process; more wait in a queue (in arrival order) so that
+    # acks and /healthz stay fast under a burst (bot/slack/admission.py).
+    max_answers: int = Field(default=32, ge=1, alias="CONCIERGE_MAX_ANSWERS")
     shutdown_grace_s: float = Field(default=30, ge=0, alias="CONCIERGE_SHUTDOWN_GRACE_S")
     # Active grants are re-read at least this often (and at once after any access change).
     access_cache_s: float = Field(default=60.0, ge=0, alias="CONCIERGE_ACCESS_CACHE_S")

@@ -14,7 +14,7 @@ import sys
 from typing import Any
 
 from opentelemetry import trace
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 tracer = trace.get_tracer("concierge")
 
@@ -62,6 +62,14 @@ SLACK_DELIVERIES = Counter(
     "seen, answered here; duplicate: a retry or a copy another instance has) and where the "
     "claim was made (redis, database, or local during an outage)",
     ["kind", "outcome", "where"],
+)
+ANSWERS_ACTIVE = Gauge(
+    "concierge_answers_active",
+    "Answers being worked on (at most CONCIERGE_MAX_ANSWERS per process)",
+)
+ANSWERS_QUEUED = Gauge(
+    "concierge_answers_queued",
+    "Questions acknowledged and claimed, waiting for a free answer slot",
 )
 ACCESS_DENIED = Counter(
     "concierge_access_denied_total", "Questions refused for want of any readable source"

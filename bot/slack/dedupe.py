@@ -3,7 +3,8 @@ types, replayed commands and clicks. A key is claimed once; later claims fail, a
 instance that shares the database (and Redis).
 
 The database is the authority (``slack_deliveries``, one atomic ``INSERT … ON CONFLICT``
-per claim, bot/store/claims.py). With REDIS_URL set, Redis is asked first (``SET NX EX``):
+per claim, bot/store/claims.py; an event's two keys, its id and its message, in one
+statement: one write). With REDIS_URL set, Redis is asked first (``SET NX EX``):
 a key Redis has already seen is dropped without a database round trip, which is what most
 retries cost. A key Redis grants is still claimed in the database, so an instance that
 could not reach Redis for a moment (a timeout, a blip on its own connection) and claimed in
@@ -22,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from cachetools import TTLCache
@@ -43,6 +45,10 @@ CLAIM_TTL_S = 3600
 class Deduper(Protocol):
     async def claim(self, key: str, ttl_s: int) -> bool:
         """True the first time ``key`` is seen within ``ttl_s`` seconds."""
+
+    async def claim_all(self, keys: Sequence[str], ttl_s: int) -> bool:
+        """True when none of ``keys`` was seen within ``ttl_s`` seconds (all are now
+        claimed); False when any one was (a delivery of something already taken)."""
 
 
 class LocalClaims:
@@ -87,22 +93,35 @@ class SharedDeduper:
         self.local = LocalClaims("the database" if redis is None else "the database or Redis")
 
     async def claim(self, key: str, ttl_s: int) -> bool:
+        return await self.claim_all([key], ttl_s)
+
+    async def claim_all(self, keys: Sequence[str], ttl_s: int) -> bool:
+        """All of ``keys`` at once: Redis is asked about each in turn (a key it has seen
+        ends the claim), then the database takes them all in one statement (one write,
+        bot/store/claims.py), which decides."""
         # A key claimed locally during an outage stays claimed here after it, too.
-        if self.local.seen(key):
-            return counted(key, False, "local")
-        in_redis = await self._redis(key, ttl_s)
-        if in_redis is False:
-            return counted(key, False, "redis")
+        for key in keys:
+            if self.local.seen(key):
+                return counted(key, False, "local")
+        in_redis = True  # Redis granted every key (False without Redis or while it is away)
+        for key in keys:
+            granted = await self._redis(key, ttl_s)
+            if granted is False:
+                return counted(key, False, "redis")
+            in_redis = in_redis and granted is True
         try:
-            claimed = await self.store.call(
-                lambda: self._insert(key, ttl_s), timeout_s=CLAIM_TIMEOUT_S
+            taken = await self.store.call(
+                lambda: self._insert(keys, ttl_s), timeout_s=CLAIM_TIMEOUT_S
             )
         except StoreUnavailable:
-            if in_redis:
-                return counted(key, True, "redis")  # the database is away: Redis decided
-            return counted(key, await self.local.claim(key, ttl_s), "local")
+            if in_redis:  # the database is away: Redis decided
+                return all([counted(key, True, "redis") for key in keys])
+            for key in keys:
+                if not await self.local.claim(key, ttl_s):
+                    return counted(key, False, "local")
+            return all([counted(key, True, "local") for key in keys])
         self.local.recovered()
-        return counted(key, claimed, "database")
+        return all([counted(key, key[: claims.KEY_CHARS] in taken, "database") for key in keys])
 
     async def _redis(self, key: str, ttl_s: int) -> bool | None:
         """Redis's answer (True: first to see it), or None without Redis or while it is away."""
@@ -119,9 +138,9 @@ class SharedDeduper:
 
         return await self.guard.run(shared, away)
 
-    def _insert(self, key: str, ttl_s: int) -> bool:
+    def _insert(self, keys: Sequence[str], ttl_s: int) -> set[str]:
         with self.store.session() as s:
-            return claims.claim(s, key, ttl_s)
+            return claims.claim_all(s, keys, ttl_s)
 
 
 def counted(key: str, claimed: bool, where: str) -> bool:

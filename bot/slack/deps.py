@@ -12,6 +12,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
 from bot.settings import Settings
+from bot.slack.admission import Admission
 from bot.slack.channels import ChannelDirectory, ChannelGuests
 from bot.slack.dedupe import Deduper
 from bot.slack.identity import SlackIdentityResolver
@@ -40,6 +41,15 @@ class SlackDeps:
     # Set when shutdown begins: nothing new is taken (HTTP answers 503), answers in flight
     # finish within the grace period.
     stopping: bool = False
+    # At most settings.max_answers answers at once; the rest wait (bot/slack/admission.py).
+    admission: Admission = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.admission = Admission(self.settings.max_answers)
+
+    def health(self) -> dict[str, Any]:
+        """/healthz: alive, with the work after acks (tasks), answers worked on and queued."""
+        return {"ok": True, "answers_in_flight": len(self.tasks), **self.admission.state()}
 
     @property
     def streaming_client(self) -> AsyncWebClient:

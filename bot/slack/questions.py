@@ -127,7 +127,9 @@ async def answer_message(
     received_at: float | None = None,
 ) -> None:
     """Answer one message in its thread; never leaves the asker without a reply. Times run
-    from ``received_at``, when the message reached our endpoint (default: now)."""
+    from ``received_at``, when the message reached our endpoint (default: now), so a wait
+    for a free answer slot (bot/slack/admission.py) counts too. A question stopped while it
+    waits (shutdown) is told and recorded like any answer that never began."""
     received_at = received_at if received_at is not None else time.perf_counter()
     thread = thread_ts or ts
     target = Target(channel=channel, thread_ts=thread, team=team, user=user)
@@ -147,34 +149,39 @@ async def answer_message(
         if not text:
             await deps.client.chat_postMessage(channel=channel, thread_ts=thread, text=EMPTY)
             return
-        audience = await audience_for(deps, channel, channel_type)
-        if assistant:
+        if assistant:  # shown at once, also while the question waits for a slot
             await _assistant_status(deps, channel, thread, "is thinking…", title=text)
-        question = dataclasses.replace(
-            asked,
-            audience=audience,
-            history=await history(deps, channel, thread),
-            private_followup=not audience.is_private,
-        )
-        sink = SlackStreamer(
-            deps.streaming_client,
-            target,
-            deps.pacer,
-            native=deps.settings.slack_native_streaming,
-            offline_models=deps.offline_models,
-        )
-        answering = True  # from here on the pipeline records the exchange itself
-        result = await deps.runtime.pipeline.ask(question, sink)
-        if result.private_answer_available and not audience.is_private:
-            await private_answer(
-                deps,
-                team=team,
-                user=user,
-                text=text,
-                ts=ts,
-                where=audience,
-                received_at=received_at,
+        if deps.admission.full:
+            log.info(
+                "all %d answer slots are taken: %s:%s waits", deps.admission.limit, channel, ts
             )
+        async with deps.admission.slot():  # beyond the bound, wait here (times still run)
+            audience = await audience_for(deps, channel, channel_type)
+            question = dataclasses.replace(
+                asked,
+                audience=audience,
+                history=await history(deps, channel, thread),
+                private_followup=not audience.is_private,
+            )
+            sink = SlackStreamer(
+                deps.streaming_client,
+                target,
+                deps.pacer,
+                native=deps.settings.slack_native_streaming,
+                offline_models=deps.offline_models,
+            )
+            answering = True  # from here on the pipeline records the exchange itself
+            result = await deps.runtime.pipeline.ask(question, sink)
+            if result.private_answer_available and not audience.is_private:
+                await private_answer(
+                    deps,
+                    team=team,
+                    user=user,
+                    text=text,
+                    ts=ts,
+                    where=audience,
+                    received_at=received_at,
+                )
     except asyncio.CancelledError:
         if not answering:  # stopped (shutdown) before the answer began: said and recorded
             await _not_started(deps, asked, "stopped before answering (shutting down)", RESTART)

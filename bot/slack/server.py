@@ -34,6 +34,11 @@ from bot.slack.deps import SlackDeps
 
 log = logging.getLogger("concierge.slack.server")
 MAX_BODY = 1_000_000
+# Connections waiting to be accepted. aiohttp's default (128) can overflow when a burst opens
+# hundreds at once while the loop is busy: the kernel drops the excess handshakes and clients
+# retry them after 1 s, then 3 s, an ack late by seconds whatever the loop does next. The
+# kernel caps this at net.core.somaxconn.
+LISTEN_BACKLOG = 2048
 
 
 ALWAYS_ANSWERED = frozenset({"/healthz", "/metrics"})
@@ -117,7 +122,7 @@ def http_app(bolt: AsyncApp, deps: SlackDeps) -> web.Application:
         return await to_aiohttp_response(response)
 
     async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"ok": True, "answers_in_flight": len(deps.tasks)})
+        return web.json_response(deps.health())
 
     async def readyz(_: web.Request) -> web.Response:
         ready, body = await readiness(deps.runtime)
@@ -145,7 +150,7 @@ async def start_http(
     """Start serving; returns the runner and the bound port (port 0 picks a free one)."""
     runner = web.AppRunner(http_app(bolt, deps), access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, backlog=LISTEN_BACKLOG)
     await site.start()
     server: Any = site._server
     bound = server.sockets[0].getsockname()[1] if server and server.sockets else port
@@ -247,7 +252,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> int:
                 metrics_runner = await ops_http.start_metrics_server(
                     settings.host,
                     settings.metrics_port,
-                    lambda: {"ok": True, "answers_in_flight": len(deps.tasks)},
+                    deps.health,
                     lambda: readiness(deps.runtime, stopping=deps.stopping),
                 )
             log.warning("Concierge is connected to Slack in Socket Mode")

@@ -7,6 +7,7 @@ claiming the same key at once cannot both succeed. A claim expires: once past
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,21 +22,35 @@ KEY_CHARS = 200  # the column's width
 
 def claim(session: Session, key: str, ttl_s: float, now: datetime | None = None) -> bool:
     """True when this call took ``key`` (never claimed, or its claim expired); False when a
-    live claim holds it. One ``INSERT … ON CONFLICT DO UPDATE … WHERE expired RETURNING``:
-    the database decides, whoever asks at the same moment."""
+    live claim holds it."""
+    return claim_all(session, [key], ttl_s, now) == {key[:KEY_CHARS]}
+
+
+def claim_all(
+    session: Session, keys: Iterable[str], ttl_s: float, now: datetime | None = None
+) -> set[str]:
+    """The keys this call took (never claimed, or their claim expired); a key a live claim
+    holds is not among them. One ``INSERT … ON CONFLICT DO UPDATE … WHERE expired RETURNING``
+    for all of them, so the several claims of one delivery (its event id, its message) cost
+    one write: the database decides, whoever asks at the same moment. Keys are written in
+    sorted order, so two such statements on PostgreSQL lock shared rows in the same order."""
     now = now or utcnow()
-    values = {"key": key[:KEY_CHARS], "seen_at": now, "expires_at": now + timedelta(seconds=ttl_s)}
+    wanted = sorted({k[:KEY_CHARS] for k in keys})
+    if not wanted:
+        return set()
+    expires = now + timedelta(seconds=ttl_s)
+    rows = [{"key": k, "seen_at": now, "expires_at": expires} for k in wanted]
     dialect = session.get_bind().dialect.name
     insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
     if dialect not in ("postgresql", "sqlite"):
         raise NotImplementedError(f"delivery claims on {dialect}")
-    stmt = insert(SlackDelivery).values(**values)
+    stmt = insert(SlackDelivery).values(rows)
     stmt = stmt.on_conflict_do_update(
         index_elements=[SlackDelivery.key],
         set_={"seen_at": stmt.excluded.seen_at, "expires_at": stmt.excluded.expires_at},
         where=SlackDelivery.expires_at <= now,
     ).returning(SlackDelivery.key)
-    return session.execute(stmt).first() is not None
+    return {str(k) for k in session.execute(stmt).scalars()}
 
 
 def purge(session: Session, now: datetime | None = None) -> int:

@@ -67,10 +67,10 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             # Runs after the ack. A retry keeps its event_id; one message can also arrive as
             # several event types (app_mention and message.im) with different ids but the same
             # channel and ts. Both keys outlive Slack's retries and our restarts. The claims
-            # are inside the tracked task, so shutdown (and tests) wait for them too.
-            if event_id and not await deps.deduper.claim(f"event:{event_id}", CLAIM_TTL_S):
-                return
-            if not await deps.deduper.claim(f"msg:{team}:{channel}:{ts}", CLAIM_TTL_S):
+            # are inside the tracked task, so shutdown (and tests) wait for them too. Both
+            # keys are claimed together: one database write per event.
+            keys = [f"event:{event_id}"] if event_id else []
+            if not await deps.deduper.claim_all([*keys, f"msg:{team}:{channel}:{ts}"], CLAIM_TTL_S):
                 return
             if "text" in bad:
                 await reply_unreadable(deps, channel, parsed.thread_ts or ts)
