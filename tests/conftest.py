@@ -367,3 +367,22 @@ async def slack(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> AsyncIt
             await runner.cleanup()
             await api_runner.cleanup()
             runtime.close()
+
+
+@pytest.fixture
+def proxy(env: dict[str, str], pg_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """PostgreSQL reached through a local TCP proxy (support/standins/tcp_proxy.py) that a test
+    switches to refuse, hang or slow connections; ``DATABASE_URL`` points at it. A module
+    using it sets ``db_url`` to ``pg_url``."""
+    from sqlalchemy.engine import make_url
+
+    from support.standins.tcp_proxy import TcpProxy
+
+    url = make_url(pg_url)
+    tcp = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    proxied = url.set(host="127.0.0.1", port=tcp.port).render_as_string(hide_password=False)
+    monkeypatch.setenv("DATABASE_URL", proxied)
+    try:
+        yield tcp
+    finally:
+        tcp.close()

@@ -13,13 +13,11 @@ import asyncio
 import json
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy.engine import make_url
 
 from bot.core.sinks import CollectingSink
 from bot.core.types import Question
@@ -38,18 +36,12 @@ def db_url(pg_url: str) -> str:
     return pg_url
 
 
-@pytest.fixture
-def proxy(env: dict[str, str], pg_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[TcpProxy]:
-    url = make_url(pg_url)
-    tcp = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
-    proxied = url.set(host="127.0.0.1", port=tcp.port).render_as_string(hide_password=False)
-    monkeypatch.setenv("DATABASE_URL", proxied)
+@pytest.fixture(autouse=True)
+def quick_to_give_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Database calls bounded at 2 s, so a refused or hung database (the ``proxy`` fixture of
+    tests/conftest.py) is noticed quickly."""
     monkeypatch.setenv("CONCIERGE_DB_CONNECT_TIMEOUT_S", "2")
     monkeypatch.setenv("CONCIERGE_DB_TIMEOUT_S", "2")
-    try:
-        yield tcp
-    finally:
-        tcp.close()
 
 
 def spool(env: dict[str, str]) -> Any:

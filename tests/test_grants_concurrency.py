@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 
 import pytest
-from sqlalchemy.engine import make_url
 
 from bot.runtime import build_runtime
 from bot.settings import Settings
@@ -21,18 +19,6 @@ AT_ONCE = 6
 @pytest.fixture
 def db_url(pg_url: str) -> str:
     return pg_url
-
-
-@pytest.fixture
-def proxy(env: dict[str, str], pg_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[TcpProxy]:
-    url = make_url(pg_url)
-    tcp = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
-    proxied = url.set(host="127.0.0.1", port=tcp.port).render_as_string(hide_password=False)
-    monkeypatch.setenv("DATABASE_URL", proxied)
-    try:
-        yield tcp
-    finally:
-        tcp.close()
 
 
 async def timed(n: int, check) -> float:  # type: ignore[no-untyped-def]

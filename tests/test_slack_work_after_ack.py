@@ -5,12 +5,10 @@ period instead returned before the vote was written."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.engine import make_url
 
 from bot.store.models import Exchange, Feedback
 from support.standins.tcp_proxy import TcpProxy
@@ -21,18 +19,6 @@ from tests.slack_helpers import SlackDriver, dm
 def db_url(pg_url: str) -> str:
     """PostgreSQL, reached through the proxy below (``env`` points DATABASE_URL at it)."""
     return pg_url
-
-
-@pytest.fixture
-def proxy(env: dict[str, str], pg_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[TcpProxy]:
-    url = make_url(pg_url)
-    tcp = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
-    proxied = url.set(host="127.0.0.1", port=tcp.port).render_as_string(hide_password=False)
-    monkeypatch.setenv("DATABASE_URL", proxied)
-    try:
-        yield tcp
-    finally:
-        tcp.close()
 
 
 def click(user: str, exchange_id: str, value: str) -> dict[str, Any]:
