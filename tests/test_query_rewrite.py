@@ -131,3 +131,20 @@ def test_the_config_names_a_hosted_rewrite_model(env: dict[str, str], workspace:
         workspace.config.write_text(base.replace("limits:", wrong + "limits:"))
         with pytest.raises(ConfigError, match=message):
             load_config(workspace.config)
+
+
+async def test_the_rewrite_prompt_kept_with_the_exchange_is_redacted(rewriting) -> None:
+    """The question sent for search terms is stored with the exchange (``exchange show``):
+    like every kept prompt, with personal data replaced."""
+    from sqlalchemy import select
+
+    from bot.store.models import Exchange
+
+    api, runtime = rewriting
+    result = await ask(runtime, "Where do I submit expenses? My email is bob.secret@canary.test")
+    assert "bob.secret@canary.test" in api.requests[0]["body"]["messages"][-1]["content"]
+    with runtime.store.session() as s:
+        row = s.scalars(select(Exchange).where(Exchange.id == result.exchange_id)).one()
+    (kept,) = [a for a in row.attempts if a.get("purpose") == "rewrite"]
+    assert kept["prompt"] and "bob.secret@canary.test" not in str(kept["prompt"])
+    assert "[email]" in str(kept["prompt"])
