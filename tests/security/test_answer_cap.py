@@ -20,7 +20,7 @@ async def test_a_model_that_never_stops_is_cut_at_the_answer_cap(
     runner = await openai_api.start(api)
     text = workspace.config.read_text().replace(
         "limits: {questions_per_minute: 1000}",
-        openai_api.primary_config(api.url, "first_token_timeout_s: 2")
+        openai_api.primary_config(api.url, "first_token_timeout_s: 15")
         + "limits: {questions_per_minute: 1000, max_answer_chars: 2000}",
     )
     workspace.config.write_text(text)
